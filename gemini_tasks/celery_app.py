@@ -1,0 +1,30 @@
+"""The Celery application. ``celery -A gemini_tasks worker`` finds it as ``gemini_tasks.app``."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+
+from celery import Celery
+
+log = logging.getLogger("gemini_tasks")
+
+app = Celery("gemini_tasks", include=["gemini_tasks.tasks"])
+app.config_from_object("gemini_tasks.celeryconfig")
+
+
+def _load_operator_overrides() -> None:
+    """Apply a top-level ``celeryconfig`` module (or ``GEMINI_TASKS_CELERY_CONFIG``) when importable."""
+    name = os.environ.get("GEMINI_TASKS_CELERY_CONFIG", "celeryconfig")
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        return
+    overrides = {k: v for k, v in vars(module).items() if k.islower() and not k.startswith("_")}
+    app.conf.update({k: v for k, v in overrides.items() if k in app.conf or k.endswith(("_url", "_backend"))})
+
+
+_load_operator_overrides()

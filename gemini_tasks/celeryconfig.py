@@ -1,0 +1,85 @@
+"""Celery settings for gemini-tasks (loaded by :mod:`gemini_tasks.celery_app`).
+
+The reliability choices follow Celery practice for an at-least-once Redis broker: JSON only, late acks,
+requeue when a worker dies, prefetch 1, and a visibility timeout larger than any time limit or countdown
+we use, so a running task is never delivered twice just because it is slow.
+
+A top-level ``celeryconfig`` module (Celery's convention; this repository ships one at its root) is loaded
+after this one when it is importable, so an operator overrides a setting there without editing the package.
+"""
+
+from __future__ import annotations
+
+from kombu import Queue
+
+from gemini_tasks.settings import get_settings
+
+_s = get_settings()
+
+broker_url = _s.broker_url
+result_backend = _s.result_backend
+
+# --- serialization / security: pickle is refused everywhere (a pickled message is rejected by workers).
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+result_accept_content = ["json"]
+event_serializer = "json"
+
+# --- delivery guarantees (at-least-once; tasks are idempotent per task id)
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_deduplicate_successful_tasks = True
+worker_prefetch_multiplier = 1
+
+#: How long a message held by a worker that vanished stays invisible before Redis redelivers it.
+#: This is the bound on recovery after a worker is killed (README, "Recovery after a crash").
+VISIBILITY_TIMEOUT = int(_s.visibility_timeout)
+#: Hard time limit (prefork pool only; the threads pool relies on the SDK timeout instead).
+task_time_limit = max(60, int(VISIBILITY_TIMEOUT * 0.5))
+task_soft_time_limit = max(50, task_time_limit - 30)
+#: Longest countdown a task may re-queue itself with (rate-limit waits); kept below the visibility timeout.
+MAX_COUNTDOWN = max(5, int(VISIBILITY_TIMEOUT * 0.4))
+
+broker_transport_options = {
+    "visibility_timeout": VISIBILITY_TIMEOUT,
+    "socket_timeout": 30,
+    "socket_connect_timeout": 10,
+    "socket_keepalive": True,
+    "retry_on_timeout": True,
+    "health_check_interval": 25,
+}
+result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
+broker_connection_retry_on_startup = True
+broker_connection_max_retries = None
+
+# --- results
+result_expires = 24 * 3600
+result_extended = True
+task_track_started = True
+redis_socket_timeout = 120
+redis_socket_connect_timeout = 10
+redis_retry_on_timeout = True
+redis_socket_keepalive = True
+redis_backend_health_check_interval = 25
+result_backend_always_retry = True
+result_backend_max_retries = 10
+
+# --- events for Flower
+worker_send_task_events = True
+task_send_sent_event = True
+
+# --- worker hygiene
+worker_max_memory_per_child = 400_000  # KiB, prefork only
+worker_soft_shutdown_timeout = 30.0
+worker_enable_soft_shutdown_on_idle = True
+worker_eta_task_limit = 200
+worker_hijack_root_logger = False
+
+# --- routing: interactive callers never queue behind a batch flood
+task_queues = (Queue("interactive"), Queue("batch"))
+task_default_queue = "batch"
+task_routes = {
+    "gemini_tasks.generate_interactive": {"queue": "interactive"},
+    "gemini_tasks.speech_interactive": {"queue": "interactive"},
+}

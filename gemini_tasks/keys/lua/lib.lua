@@ -1,0 +1,111 @@
+-- lib.lua: helpers shared by every key-manager script. Python prepends this file to each script before
+-- register_script, so each EVALSHA still runs as one atomic unit.
+--
+-- KEYS[1] is the pool prefix, e.g. "gt:{default}:". Every name the scripts touch starts with it, and the
+-- prefix carries a {hash tag}, so all of a pool's keys live in one Redis Cluster slot.
+--
+-- Layout under the prefix P:
+--   key:<id>            HASH  one API key, known by its id (the env var name). Config fields: cat, cool,
+--                             ewait, fwait, maxr, maxl, proj, fp. State fields: st, until, last, nb, exh,
+--                             texh, bench, admits.  The secret is never stored; fp is a one-way fingerprint.
+--   ids                 SET   every registered (configured) key id
+--   held                SET   key ids some worker announced it holds
+--   projkeys:<project>  SET   key ids that share one Google Cloud project (one quota)
+--   proj:<project>      HASH  quota limits: rpm, rpd, and per-model "rpm|<model>", "rpd|<model>"
+--   kl:<id>             ZSET  active leases of a key: lease id -> expiry (ms)
+--   lease:<lid>         HASH  key, issued, exp, owner, proc, slot, proj, model
+--   leases              ZSET  every active lease: lease id -> expiry (ms); expired ones are reaped here
+--   gate:<scope>        STRING earliest time (ms) of the next admission for a spacing scope ("fleet" or a host)
+--   proc:<proc id>      ZSET  a processor's virtual worker slots: slot -> ready time (ms); busy = BUSY + expiry
+--   win:<project>|<model> ZSET admissions in the sliding rate window: lease id -> time (ms)
+--   day:<project>|<model>|<day> STRING admissions on one Pacific-time day
+--   cancel:<task id>    STRING present when the caller gave up on that task (admission refused)
+--   seq                 STRING lease id counter (also the fencing token)
+--   stats               HASH  counters for metrics
+--   clock_offset        STRING milliseconds added to Redis TIME (tests advance time without waiting)
+--
+-- Time is always Redis TIME (plus clock_offset), never a worker's clock.
+
+local P = KEYS[1]
+local BUSY = 1000000000000000  -- 1e15: scores at or above it in proc:<id> mark a busy slot
+
+local function now_ms()
+  local t = redis.call('TIME')
+  local off = tonumber(redis.call('GET', P .. 'clock_offset') or '0') or 0
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + off
+end
+
+local KEY_FIELDS = {'cat', 'cool', 'ewait', 'fwait', 'maxr', 'maxl', 'proj', 'st', 'until', 'last', 'nb',
+                    'exh', 'texh', 'bench'}
+
+local function load_key(id)
+  local kk = P .. 'key:' .. id
+  local v = redis.call('HMGET', kk, unpack(KEY_FIELDS))
+  if not v[1] then return nil end
+  local proj = v[7]
+  if not proj or proj == '' then proj = id end
+  return {
+    id = id, kk = kk, cat = v[1],
+    cool = tonumber(v[2]) or 0, ewait = tonumber(v[3]) or 0, fwait = tonumber(v[4]) or 0,
+    maxr = tonumber(v[5]) or 3, maxl = tonumber(v[6]) or 1, proj = proj,
+    st = v[8] or 'AVAILABLE', untl = tonumber(v[9]) or 0, last = tonumber(v[10]) or 0,
+    nb = tonumber(v[11]) or 0, exh = tonumber(v[12]) or 0, texh = tonumber(v[13]) or 0,
+    bench = tonumber(v[14]) or 0,
+  }
+end
+
+-- Time-based recovery, computed lazily whenever a script looks at a key.
+local function refresh(k, now)
+  if (k.st == 'COOLDOWN' or k.st == 'TEMPORARILY_EXHAUSTED' or k.st == 'FULLY_EXHAUSTED') and k.untl <= now then
+    if k.st == 'FULLY_EXHAUSTED' then
+      k.exh = 0
+      redis.call('HSET', k.kk, 'exh', 0)
+    end
+    k.st = 'AVAILABLE'
+    k.untl = 0
+    redis.call('HSET', k.kk, 'st', 'AVAILABLE', 'until', 0)
+  end
+end
+
+-- End of the current Pacific-time day (daily quotas reset at midnight America/Los_Angeles).
+-- off_ms is the UTC offset of Pacific time in ms (negative), supplied by the caller from tzdata.
+local function day_number(now, off_ms)
+  return math.floor((now + off_ms) / 86400000)
+end
+local function day_end(now, off_ms)
+  return (day_number(now, off_ms) + 1) * 86400000 - off_ms
+end
+
+-- Remove a lease's records. A slot held by the lease becomes ready at now + slot_delay.
+-- Returns {key=, issued=, exp=} or nil when the lease is unknown (already reported or reaped).
+local function release_lease(lid, now, slot_delay)
+  local lk = P .. 'lease:' .. lid
+  local v = redis.call('HMGET', lk, 'key', 'issued', 'exp', 'proc', 'slot')
+  redis.call('ZREM', P .. 'leases', lid)
+  if not v[1] then return nil end
+  redis.call('ZREM', P .. 'kl:' .. v[1], lid)
+  if v[4] and v[4] ~= '' then
+    redis.call('ZADD', P .. 'proc:' .. v[4], 'XX', now + slot_delay, v[5])
+  end
+  redis.call('DEL', lk)
+  return {key = v[1], issued = tonumber(v[2]), exp = tonumber(v[3])}
+end
+
+-- Leases whose holder never reported (a killed worker) end here. The key is treated as used: a free key
+-- gets its cooldown, so an unreported call still counts against the key's pacing.
+local function reap(now)
+  local expired = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, 64)
+  for _, lid in ipairs(expired) do
+    local l = release_lease(lid, now, 0)
+    if l then
+      local k = load_key(l.key)
+      if k then
+        refresh(k, now)
+        if k.cool > 0 and k.st == 'AVAILABLE' then
+          redis.call('HSET', k.kk, 'st', 'COOLDOWN', 'until', now + k.cool)
+        end
+      end
+      redis.call('HINCRBY', P .. 'stats', 'leases_expired', 1)
+    end
+  end
+end

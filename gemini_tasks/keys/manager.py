@@ -1,0 +1,178 @@
+"""``AdvancedApiKeyManager``: the original library's key manager, now one pool shared by a whole fleet.
+
+The constructor keeps the original's forms and defaults; the state lives in Redis (see ``lua/``), so the
+application that builds the manager, every worker process and every host see the same keys, cooldowns and
+exhaustion counts. Secrets never leave the process that holds them: Redis stores ids and fingerprints.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Iterable, Mapping
+
+from gemini_tasks.keys.pool import KeyPool, PoolStatus
+from gemini_tasks.keys.selection import merge_settings, normalise_limits, resolve_key_names, resolve_paid
+from gemini_tasks.keys.states import (
+    AVAILABLE,
+    COOLDOWN,
+    FAILED_INIT,
+    FREE,
+    FULLY_EXHAUSTED,
+    PAID,
+    TEMPORARILY_EXHAUSTED,
+)
+from gemini_tasks.redis_conn import get_redis
+from gemini_tasks.settings import get_settings, load_env_file
+
+log = logging.getLogger("gemini_tasks")
+
+
+class AdvancedApiKeyManager:
+    """A pool of Gemini API keys shared through Redis by every process that uses the same pool name.
+
+    Args:
+        keylist_names: ``"all"``, a count ``N`` (``GEMINI_API_KEY_1..N``), a range ``"1-15"``, or a list of
+            environment variable names.
+        paid_keys: ``None`` (all free), ``"all"``, or a list of names.
+        key_settings: per category (``"free"``/``"paid"``) overrides of ``key_cooldown_seconds``,
+            ``exhausted_wait_seconds``, ``fully_exhausted_wait_seconds``, ``max_exhausted_retries``,
+            ``max_concurrent_leases``, and optional per-key limits ``rpm``/``rpd`` for keys without a project.
+        projects: key id -> Google Cloud project. Gemini quotas are per project, so keys of one project
+            share one quota and are benched together on a 429.
+        project_limits: project -> ``{"rpm": n, "rpd": n, "models": {model: {"rpm": n}}}``; admissions are
+            paced to stay within them, so a pool can run at its real quota without drawing 429s.
+        rate_window_seconds: the length of a quota "minute" (60; tests and benchmarks scale it down).
+        pool: the Redis namespace (default from ``GEMINI_TASKS_POOL`` or ``"default"``).
+        redis_url: Redis for key state (default ``REDIS_URL``); must be the one the workers use.
+        replace_fingerprints: accept a changed secret for an id (after rotating a key).
+    """
+
+    def __init__(
+        self,
+        keylist_names: str | int | Iterable[str] = "all",
+        paid_keys: str | Iterable[str] | None = None,
+        key_settings: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        projects: Mapping[str, str] | None = None,
+        project_limits: Mapping[str, Mapping[str, Any]] | None = None,
+        rate_window_seconds: float = 60.0,
+        pool: str | None = None,
+        redis_url: str | None = None,
+        replace_fingerprints: bool = False,
+    ) -> None:
+        load_env_file()
+        settings = get_settings()
+        self.settings_by_category = merge_settings(key_settings)
+        if not isinstance(rate_window_seconds, (int, float)) or rate_window_seconds <= 0:
+            raise ValueError(f"rate_window_seconds must be > 0, got {rate_window_seconds!r}")
+        self.rate_window_seconds = float(rate_window_seconds)
+        self.redis_url = redis_url or settings.keys_redis_url
+        self.pool_name = pool or settings.pool
+        self.pool = KeyPool(get_redis(self.redis_url), self.pool_name)
+
+        self.key_ids: list[str] = resolve_key_names(keylist_names, os.environ, self.pool.held_ids())
+        self.paid: set[str] = resolve_paid(paid_keys, self.key_ids)
+        self.projects: dict[str, str] = self._resolve_projects(projects)
+        limits = {p: normalise_limits(p, v) for p, v in (project_limits or {}).items()}
+        unknown_projects = set(limits) - set(self.projects.values())
+        if unknown_projects:
+            raise ValueError(
+                f"project_limits names project(s) no key belongs to: {', '.join(sorted(unknown_projects))} "
+                f"(assign keys with projects={{'GEMINI_API_KEY_1': 'my-project', ...}})"
+            )
+        for key_id in self.key_ids:
+            cat = PAID if key_id in self.paid else FREE
+            s = self.settings_by_category[cat]
+            project = self.projects.get(key_id, "")
+            self.pool.register_key(
+                key_id,
+                category=cat,
+                cooldown=s["key_cooldown_seconds"],
+                exhausted_wait=s["exhausted_wait_seconds"],
+                fully_exhausted_wait=s["fully_exhausted_wait_seconds"],
+                max_exhausted_retries=s["max_exhausted_retries"],
+                max_concurrent_leases=s["max_concurrent_leases"],
+                project=project,
+                secret=os.environ.get(key_id) or None,
+                replace=replace_fingerprints,
+            )
+            if not project and ("rpm" in s or "rpd" in s):
+                self.pool.set_project_limits(key_id, {"rpm": s.get("rpm"), "rpd": s.get("rpd")})
+        for project, lim in limits.items():
+            self.pool.set_project_limits(project, lim)
+        log.info("key pool %r: %d key(s) registered (%d paid)", self.pool_name, len(self.key_ids), len(self.paid))
+
+    def _resolve_projects(self, projects: Mapping[str, str] | None) -> dict[str, str]:
+        if not projects:
+            return {}
+        if not isinstance(projects, Mapping):
+            raise ValueError("projects must be a dict of key name -> project id")
+        unknown = [k for k in projects if k not in self.key_ids]
+        if unknown:
+            raise ValueError(f"projects names keys that are not in the pool: {', '.join(map(str, unknown))}")
+        for key_id, project in projects.items():
+            if not isinstance(project, str) or not project or any(c in project for c in "|{}: "):
+                raise ValueError(f"project of {key_id} must be a non-empty id without '|{{}}: ', got {project!r}")
+        return dict(projects)
+
+    # -- the original's surface -------------------------------------------------------------------
+    @property
+    def num_keys(self) -> int:
+        return len(self.key_ids)
+
+    def spec(self) -> dict[str, Any]:
+        """What a task message carries about the pool: ids and names only, never a secret or a URL."""
+        return {"pool": self.pool_name, "keys": list(self.key_ids), "rate_window": self.rate_window_seconds}
+
+    def get_keys_status_summary(self) -> dict[str, dict[str, Any]]:
+        """Per key id: the original's fields (status, category, exhausted_count, total_exhausted_count,
+        assigned_worker) plus timing and lease details from the shared pool."""
+        return summarize(self.pool.status(), self.key_ids)
+
+    def check_key_status(self, key_id: str) -> str:
+        """The status of one key id (``FAILED_INIT`` for an id the pool does not know, as the original)."""
+        return self.get_keys_status_summary().get(key_id, {}).get("status", FAILED_INIT)
+
+    def reset_key(self, key_id: str) -> None:
+        """Return a key to AVAILABLE with cleared counts (e.g. after fixing an invalid key)."""
+        if key_id not in self.key_ids:
+            raise ValueError(f"{key_id} is not in this pool")
+        self.pool.reset_key(key_id)
+
+    def __repr__(self) -> str:
+        return f"AdvancedApiKeyManager(pool={self.pool_name!r}, keys={self.key_ids!r}, paid={sorted(self.paid)!r})"
+
+
+def summarize(snap: PoolStatus, key_ids: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Turn a raw pool snapshot into the status summary (seconds, not milliseconds; no secrets)."""
+    now = snap.now_ms
+    wanted = list(key_ids) if key_ids is not None else list(snap.keys)
+    out: dict[str, dict[str, Any]] = {}
+    for key_id in wanted:
+        f = snap.keys.get(key_id)
+        if f is None:
+            continue
+        until = int(f.get("until", 0) or 0)
+        nb = int(f.get("nb", 0) or 0)
+        status = f.get("st", AVAILABLE)
+        wait_ms = max(until - now if status in (COOLDOWN, TEMPORARILY_EXHAUSTED, FULLY_EXHAUSTED) else 0,
+                      nb - now if status != FAILED_INIT else 0, 0)
+        leases = int(f.get("leases", 0) or 0)
+        lease_exp = int(f.get("lease_exp", 0) or 0)
+        out[key_id] = {
+            "status": status,
+            "category": f.get("cat", FREE),
+            "exhausted_count": int(f.get("exh", 0) or 0),
+            "total_exhausted_count": int(f.get("texh", 0) or 0),
+            "assigned_worker": f.get("lease_owner") or None,
+            "project": f.get("proj") or key_id,
+            "available_in_seconds": round(wait_ms / 1000.0, 3),
+            "status_until_ms": until,
+            "last_used_ms": int(f.get("last", 0) or 0),
+            "active_leases": leases,
+            "lease_expires_in_seconds": round(max(0, lease_exp - now) / 1000.0, 3) if leases else None,
+            "admissions": int(f.get("admits", 0) or 0),
+            "fingerprint": f.get("fp") or None,
+        }
+    return out

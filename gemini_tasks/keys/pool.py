@@ -1,0 +1,275 @@
+"""The Redis side of the key manager: one object per pool and Redis client, one script call per operation.
+
+``KeyPool`` is deliberately small and policy-free: it turns Python arguments into one ``EVALSHA`` and the
+script's reply into typed values. What to do with a wait (sleep in the slot, or re-queue the task) is the
+caller's business (:mod:`gemini_tasks.keys.admission`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import redis
+
+from gemini_tasks.keys.scripts import Scripts
+from gemini_tasks.keys.states import OUTCOMES, QUOTA_KINDS
+from gemini_tasks.keys.timeutil import pacific_offset_ms
+
+
+class KeyManagerError(RuntimeError):
+    """Base class for key-manager failures."""
+
+
+class NoUsableKeys(KeyManagerError):
+    """Every candidate key is invalid (FAILED_INIT) or unknown: waiting would never help."""
+
+
+class Cancelled(KeyManagerError):
+    """The caller gave up on this task (streaming timeout), so no call may be made for it."""
+
+
+class FingerprintConflict(KeyManagerError):
+    """This host's secret for a key id differs from the one another host registered."""
+
+
+def fingerprint(secret: str) -> str:
+    """A one-way fingerprint that tells two secrets apart without revealing either."""
+    return hashlib.sha256(b"gemini-tasks/key-fingerprint/v1:" + secret.strip().encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Permission to make one call with ``key_id``. Report it exactly once (or let it expire)."""
+
+    key_id: str
+    lease_id: str
+    issued_ms: int
+    expires_ms: int
+    slot: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key_id": self.key_id, "lease_id": self.lease_id, "issued_ms": self.issued_ms,
+                "expires_ms": self.expires_ms, "slot": self.slot}
+
+
+@dataclass(frozen=True)
+class Wait:
+    """No call now: the earliest moment one might be admitted is ``seconds`` away, because of ``reason``."""
+
+    reason: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AdmitPolicy:
+    """Everything an admission depends on besides the candidate keys (carried in each task message)."""
+
+    model: str
+    owner: str = ""
+    processor_id: str = ""
+    max_workers: int = 0
+    worker_cooldown: float = 0.0
+    api_call_interval: float = 0.0
+    spacing_scope: str = "fleet"
+    lease_ttl: float = 180.0
+    rate_window: float = 60.0
+    window_margin: float | None = None
+    cancel_id: str = ""
+    busy_poll: float = 0.05
+
+    def margin_seconds(self) -> float:
+        """Default margin: 2% of the window, covering the delay between admission and the API's count."""
+        return self.rate_window * 0.02 if self.window_margin is None else self.window_margin
+
+
+@dataclass
+class PoolStatus:
+    """A snapshot of every registered key (raw Redis fields, parsed), the spacing gate and the counters."""
+
+    now_ms: int
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gate_ms: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def _ms(seconds: float) -> int:
+    return int(math.ceil(seconds * 1000))
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    it = iter(flat)
+    return {_s(k): _s(v) for k, v in zip(it, it)}
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class KeyPool:
+    """One key pool in Redis (all of its names share the ``gt:{pool}:`` prefix and hash tag)."""
+
+    def __init__(self, client: redis.Redis, pool: str = "default") -> None:
+        if not pool or any(c in pool for c in "{}: "):
+            raise ValueError(f"pool name must be non-empty without braces, colons or spaces, got {pool!r}")
+        self.client = client
+        self.pool = pool
+        self.prefix = f"gt:{{{pool}}}:"
+        self._scripts = Scripts(client)
+
+    # -- configuration -----------------------------------------------------------------------------
+    def register_key(
+        self,
+        key_id: str,
+        *,
+        category: str,
+        cooldown: float,
+        exhausted_wait: float,
+        fully_exhausted_wait: float,
+        max_exhausted_retries: int,
+        max_concurrent_leases: int = 1,
+        project: str = "",
+        secret: str | None = None,
+        replace: bool = False,
+    ) -> None:
+        """Add or update a key's configuration; state (status, counts, leases) is kept as it is."""
+        fp = fingerprint(secret) if secret else ""
+        ok, existing = self._scripts.register(
+            keys=[self.prefix],
+            args=[key_id, category, _ms(cooldown), _ms(exhausted_wait), _ms(fully_exhausted_wait),
+                  int(max_exhausted_retries), int(max_concurrent_leases), project, fp, "1" if replace else "0", "0"],
+        )
+        if not int(ok):
+            raise self._conflict(key_id, _s(existing), fp)
+
+    def announce_held(self, secrets: Mapping[str, str], *, replace: bool = False) -> None:
+        """A worker announces the key ids it holds, checking each fingerprint against the pool's."""
+        for key_id, secret in secrets.items():
+            fp = fingerprint(secret)
+            ok, existing = self._scripts.register(
+                keys=[self.prefix], args=[key_id, "", 0, 0, 0, 0, 0, "", fp, "1" if replace else "0", "1"]
+            )
+            if not int(ok):
+                raise self._conflict(key_id, _s(existing), fp)
+
+    @staticmethod
+    def _conflict(key_id: str, existing: str, mine: str) -> FingerprintConflict:
+        return FingerprintConflict(
+            f"{key_id} holds a different secret on this host (fingerprint {mine}) than the one already "
+            f"registered for the pool (fingerprint {existing}). Every host must give {key_id} the same key; "
+            "if the key was rotated, re-register with replace_fingerprints=True (CLI: gemini-tasks keys --replace)."
+        )
+
+    def set_project_limits(self, project: str, limits: Mapping[str, Any]) -> None:
+        """Quota limits of one project: ``{"rpm": n, "rpd": n, "models": {model: {"rpm": n, "rpd": n}}}``."""
+        fields: dict[str, int] = {}
+        for name in ("rpm", "rpd"):
+            if limits.get(name) is not None:
+                fields[name] = int(limits[name])
+        for model, per_model in (limits.get("models") or {}).items():
+            for name in ("rpm", "rpd"):
+                if per_model.get(name) is not None:
+                    fields[f"{name}|{model}"] = int(per_model[name])
+        key = self.prefix + "proj:" + project
+        pipe = self.client.pipeline()
+        pipe.delete(key)
+        if fields:
+            pipe.hset(key, mapping=fields)
+        pipe.execute()
+
+    def registered_ids(self) -> list[str]:
+        return sorted(_s(x) for x in self.client.smembers(self.prefix + "ids"))
+
+    def held_ids(self) -> list[str]:
+        return sorted(_s(x) for x in self.client.smembers(self.prefix + "held"))
+
+    # -- the two hot operations -------------------------------------------------------------------
+    def admit(self, candidates: Iterable[str], policy: AdmitPolicy) -> Lease | Wait:
+        """One atomic admission decision. Raises :class:`NoUsableKeys` or :class:`Cancelled`."""
+        ids = list(candidates)
+        if not ids:
+            raise NoUsableKeys("no candidate keys: this worker holds none of the pool's keys")
+        reply = self._scripts.admit(
+            keys=[self.prefix],
+            args=[
+                policy.owner, policy.processor_id, int(policy.max_workers), _ms(policy.worker_cooldown),
+                _ms(policy.api_call_interval), policy.spacing_scope, _ms(policy.lease_ttl), policy.model,
+                pacific_offset_ms(), _ms(policy.rate_window), _ms(policy.margin_seconds()), policy.cancel_id,
+                max(1, _ms(policy.busy_poll)), *ids,
+            ],
+        )
+        code = int(reply[0])
+        if code == 1:
+            return Lease(key_id=_s(reply[1]), lease_id=_s(reply[2]), expires_ms=int(reply[3]),
+                         issued_ms=int(reply[4]), slot=_s(reply[5]))
+        if code == 0:
+            return Wait(reason=_s(reply[1]), seconds=int(reply[2]) / 1000.0)
+        reason = _s(reply[1])
+        if reason == "cancelled":
+            raise Cancelled(f"task {policy.cancel_id} was cancelled by its caller; no call was made")
+        raise NoUsableKeys(
+            f"No usable API keys: all {len(ids)} candidate key(s) are invalid (FAILED_INIT) or unknown to "
+            f"pool {self.pool!r}: {', '.join(ids)}"
+        )
+
+    def report(
+        self,
+        lease: Lease,
+        outcome: str,
+        *,
+        retry_after: float | None = None,
+        quota_kind: str | None = None,
+        worker_cooldown: float = 0.0,
+    ) -> tuple[str, int, bool]:
+        """Record a call's outcome and end its lease. Returns (new status, until_ms, counted_as_new_429)."""
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}; expected one of {sorted(OUTCOMES)}")
+        kind = quota_kind or "unknown"
+        if kind not in QUOTA_KINDS:
+            kind = "unknown"
+        status, until, counted = self._scripts.report(
+            keys=[self.prefix],
+            args=[lease.lease_id, lease.key_id, lease.issued_ms, outcome,
+                  -1 if retry_after is None else _ms(retry_after), kind, _ms(worker_cooldown),
+                  pacific_offset_ms()],
+        )
+        return _s(status), int(until), bool(int(counted))
+
+    # -- observation and operations ---------------------------------------------------------------
+    def status(self) -> PoolStatus:
+        reply = self._scripts.status(keys=[self.prefix])
+        snap = PoolStatus(now_ms=int(reply[0]))
+        for row in reply[1:-1]:
+            key_id = _s(row[0])
+            fields = _pairs(row[1:])
+            if key_id == "__gate__":
+                snap.gate_ms = int(fields.get("fleet", "0") or 0)
+                continue
+            snap.keys[key_id] = fields
+        snap.stats = {k: int(v) for k, v in _pairs(reply[-1]).items()}
+        return snap
+
+    def cancel(self, task_id: str, ttl: float = 3600.0) -> None:
+        """Refuse every future admission for ``task_id`` (its caller gave up)."""
+        self.client.set(self.prefix + "cancel:" + task_id, 1, px=_ms(ttl))
+
+    def reset_key(self, key_id: str) -> None:
+        """Operator action: put a key back to AVAILABLE with its counters cleared (e.g. a fixed FAILED_INIT)."""
+        self.client.hset(self.prefix + "key:" + key_id,
+                         mapping={"st": "AVAILABLE", "until": 0, "exh": 0, "nb": 0, "bench": 0})
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move this pool's notion of time forward (tests: exercise cooldowns without waiting)."""
+        self.client.incrby(self.prefix + "clock_offset", _ms(seconds))
+
+    def clear(self) -> None:
+        """Delete every Redis key of this pool (tests, ``gemini-tasks keys --reset-pool``)."""
+        cursor = 0
+        while True:
+            cursor, names = self.client.scan(cursor, match=self.prefix.replace("{", "\\{").replace("}", "\\}") + "*", count=500)
+            if names:
+                self.client.delete(*names)
+            if cursor == 0:
+                break

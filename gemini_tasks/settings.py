@@ -1,0 +1,108 @@
+"""Every setting gemini-tasks reads from the environment, in one place.
+
+Values come from the process environment, then from a ``.env`` file (python-dotenv) that never overrides a
+variable already set. Nothing here is read at import time except by :func:`load_settings`, so tests and
+embedding applications can change the environment before the first use.
+
+The SDK's own variables are honoured rather than duplicated: the endpoint is ``GOOGLE_GEMINI_BASE_URL``
+(read by google-genai itself; we never pass a ``base_url``), which lets the emulator or a proxy stand in
+for Google.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from dotenv import find_dotenv, load_dotenv
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+KEY_ENV_PREFIX = "GEMINI_API_KEY"
+_KEY_NAME_RE = re.compile(r"^GEMINI_API_KEY(?:_[A-Za-z0-9_]+)?$")
+
+
+def load_env_file() -> None:
+    """Load ``.env`` from the working directory upwards, never overriding what is already set."""
+    path = find_dotenv(usecwd=True)
+    if path:
+        load_dotenv(path, override=False)
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the configuration contract (see DESIGN.md, "Configuration contract")."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    broker_url: str = DEFAULT_REDIS_URL
+    result_backend: str = DEFAULT_REDIS_URL
+    #: Redis used for key-manager state; defaults to ``REDIS_URL``.
+    keys_redis_url: str = DEFAULT_REDIS_URL
+    #: Prefix under which one key pool lives in Redis (hash-tagged for Redis Cluster).
+    pool: str = "default"
+    #: SDK request timeout in seconds. The SDK's default is no timeout at all; we always set one.
+    request_timeout: float = 120.0
+    #: The SDK's endpoint override, as google-genai reads it (None: Google's own endpoint).
+    gemini_base_url: str | None = None
+    #: API version the SDK speaks; pinned so an SDK upgrade does not silently change URLs.
+    api_version: str = "v1beta"
+    #: Broker visibility timeout: how long a message taken by a worker that died stays invisible.
+    visibility_timeout: float = 900.0
+    key_names: tuple[str, ...] = field(default_factory=tuple)
+
+
+def key_env_names(environ: dict[str, str] | None = None) -> list[str]:
+    """Names of the ``GEMINI_API_KEY*`` variables that hold a plausible secret, in a stable order.
+
+    ``GEMINI_API_KEY_2`` sorts before ``GEMINI_API_KEY_10`` (numeric suffixes compare as numbers).
+    """
+    env = os.environ if environ is None else environ
+    names = [n for n, v in env.items() if _KEY_NAME_RE.match(n) and v and len(v.strip()) > 10]
+
+    def order(name: str) -> tuple[int, int, str]:
+        suffix = name[len(KEY_ENV_PREFIX) :].lstrip("_")
+        if suffix == "":
+            return (0, 0, "")
+        if suffix.isdigit():
+            return (1, int(suffix), "")
+        return (2, 0, suffix)
+
+    return sorted(names, key=order)
+
+
+def load_settings() -> Settings:
+    """Read the configuration contract from the environment (after loading ``.env``)."""
+    load_env_file()
+    redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    return Settings(
+        redis_url=redis_url,
+        broker_url=os.environ.get("CELERY_BROKER_URL") or redis_url,
+        result_backend=os.environ.get("CELERY_RESULT_BACKEND") or redis_url,
+        keys_redis_url=os.environ.get("GEMINI_TASKS_KEYS_REDIS_URL") or redis_url,
+        pool=os.environ.get("GEMINI_TASKS_POOL") or "default",
+        request_timeout=_float("GEMINI_TASKS_REQUEST_TIMEOUT", 120.0),
+        gemini_base_url=os.environ.get("GOOGLE_GEMINI_BASE_URL") or None,
+        api_version=os.environ.get("GEMINI_TASKS_API_VERSION") or "v1beta",
+        visibility_timeout=_float("GEMINI_TASKS_VISIBILITY_TIMEOUT", 900.0),
+        key_names=tuple(key_env_names()),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Call ``get_settings.cache_clear()`` after changing the env."""
+    return load_settings()
