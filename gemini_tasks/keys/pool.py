@@ -64,6 +64,16 @@ class Wait:
 
 
 @dataclass(frozen=True)
+class ReportResult:
+    """The key's state after a report; ``counted`` is True when a 429 started a new exhaustion event."""
+
+    status: str
+    until_ms: int
+    counted: bool
+    ended_ms: int
+
+
+@dataclass(frozen=True)
 class AdmitPolicy:
     """Everything an admission depends on besides the candidate keys (carried in each task message)."""
 
@@ -222,20 +232,20 @@ class KeyPool:
         retry_after: float | None = None,
         quota_kind: str | None = None,
         worker_cooldown: float = 0.0,
-    ) -> tuple[str, int, bool]:
-        """Record a call's outcome and end its lease. Returns (new status, until_ms, counted_as_new_429)."""
+    ) -> "ReportResult":
+        """Record a call's outcome and end its lease."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}; expected one of {sorted(OUTCOMES)}")
         kind = quota_kind or "unknown"
         if kind not in QUOTA_KINDS:
             kind = "unknown"
-        status, until, counted = self._scripts.report(
+        status, until, counted, now = self._scripts.report(
             keys=[self.prefix],
             args=[lease.lease_id, lease.key_id, lease.issued_ms, outcome,
                   -1 if retry_after is None else _ms(retry_after), kind, _ms(worker_cooldown),
                   pacific_offset_ms()],
         )
-        return _s(status), int(until), bool(int(counted))
+        return ReportResult(_s(status), int(until), bool(int(counted)), int(now))
 
     # -- observation and operations ---------------------------------------------------------------
     def status(self) -> PoolStatus:

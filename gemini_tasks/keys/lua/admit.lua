@@ -81,7 +81,7 @@ local function quota_ready(project)
   local ready = now
   if rpm then
     local wk = P .. 'win:' .. project .. '|' .. model
-    redis.call('ZREMRANGEBYSCORE', wk, '-inf', now - window - margin)
+    redis.call('ZREMRANGEBYSCORE', wk, '-inf', '(' .. (now - window - margin))  -- closed window: an admission exactly one window old still counts
     local n = redis.call('ZCARD', wk)
     if n >= rpm then
       local oldest = redis.call('ZRANGE', wk, n - rpm, n - rpm, 'WITHSCORES')

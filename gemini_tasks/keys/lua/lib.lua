@@ -7,7 +7,8 @@
 -- Layout under the prefix P:
 --   key:<id>            HASH  one API key, known by its id (the env var name). Config fields: cat, cool,
 --                             ewait, fwait, maxr, maxl, proj, fp. State fields: st, until, last, nb, exh,
---                             texh, bench, admits.  The secret is never stored; fp is a one-way fingerprint.
+--                             texh, bench, bseq, admits. bseq is the lease sequence number current when the
+--                             key was last benched: a 429 on a lease numbered <= bseq is the same event.  The secret is never stored; fp is a one-way fingerprint.
 --   ids                 SET   every registered (configured) key id
 --   held                SET   key ids some worker announced it holds
 --   projkeys:<project>  SET   key ids that share one Google Cloud project (one quota)
@@ -36,7 +37,7 @@ local function now_ms()
 end
 
 local KEY_FIELDS = {'cat', 'cool', 'ewait', 'fwait', 'maxr', 'maxl', 'proj', 'st', 'until', 'last', 'nb',
-                    'exh', 'texh', 'bench'}
+                    'exh', 'texh', 'bench', 'bseq'}
 
 local function load_key(id)
   local kk = P .. 'key:' .. id
@@ -50,7 +51,7 @@ local function load_key(id)
     maxr = tonumber(v[5]) or 3, maxl = tonumber(v[6]) or 1, proj = proj,
     st = v[8] or 'AVAILABLE', untl = tonumber(v[9]) or 0, last = tonumber(v[10]) or 0,
     nb = tonumber(v[11]) or 0, exh = tonumber(v[12]) or 0, texh = tonumber(v[13]) or 0,
-    bench = tonumber(v[14]) or 0,
+    bench = tonumber(v[14]) or 0, bseq = tonumber(v[15]) or 0,
   }
 end
 

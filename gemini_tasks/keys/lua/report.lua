@@ -10,12 +10,14 @@
 -- ARGV[7]  worker_cool  ms the processor slot rests before its next call
 -- ARGV[8]  day_off      UTC offset of Pacific time in ms
 --
--- Returns {status, until_ms, counted} where counted is 1 when a 429 started a new exhaustion event,
--- 0 when it belonged to an event already counted (or the outcome was not a 429).
+-- Returns {status, until_ms, counted, now_ms} where counted is 1 when a 429 started a new exhaustion
+-- event, 0 when it belonged to an event already counted (or the outcome was not a 429); now_ms is the
+-- Redis time at which the lease ended.
 --
 -- Invariants:
---   * a 429 counts once per event: a report for a lease issued before the key was last benched does not
---     count again (several workers that saw one burst of 429s bench the key once);
+--   * a 429 counts once per event: a report for a lease issued before the key was last benched (its lease
+--     number, a fencing token, is <= the key's bseq) does not count again (several workers that saw one
+--     burst of 429s bench the key once);
 --   * exhausted and failed states are never overwritten by a success (a late success cannot un-bench a key);
 --   * per-minute 429: benched max(exhausted_wait, retryDelay); after max_exhausted_retries consecutive
 --     events, fully exhausted for fully_exhausted_wait; per-day 429 (or limit 0): benched until the next
@@ -24,6 +26,7 @@
 --   * invalid keys become FAILED_INIT and stay there until an operator resets them.
 
 local lid, key_id, issued, outcome = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local lseq = tonumber(lid) or 0
 local retry_after, quota_kind = tonumber(ARGV[5]), ARGV[6]
 local worker_cool, day_off = tonumber(ARGV[7]), tonumber(ARGV[8])
 
@@ -33,7 +36,7 @@ local stats = P .. 'stats'
 redis.call('HINCRBY', stats, 'report_' .. outcome, 1)
 
 local k = load_key(key_id)
-if not k then return {'UNKNOWN', 0, 0} end
+if not k then return {'UNKNOWN', 0, 0, now} end
 refresh(k, now)
 
 local function bench(kx)
@@ -50,12 +53,13 @@ local function bench(kx)
   end
   if kx.st == 'FAILED_INIT' then st, untl = 'FAILED_INIT', 0 end
   kx.st, kx.untl = st, untl
-  redis.call('HSET', kx.kk, 'st', st, 'until', untl, 'exh', kx.exh, 'texh', kx.texh, 'bench', now)
+  kx.bseq = tonumber(redis.call('GET', P .. 'seq') or '0')
+  redis.call('HSET', kx.kk, 'st', st, 'until', untl, 'exh', kx.exh, 'texh', kx.texh, 'bench', now, 'bseq', kx.bseq)
 end
 
 if outcome == 'success' or outcome == 'persistent' then
   local fields = {'last', math.max(k.last, now)}
-  if outcome == 'success' and issued >= k.bench and k.exh > 0 then
+  if outcome == 'success' and lseq > k.bseq and k.exh > 0 then
     k.exh = 0
     table.insert(fields, 'exh'); table.insert(fields, 0)
   end
@@ -69,12 +73,12 @@ if outcome == 'success' or outcome == 'persistent' then
     table.insert(fields, 'until'); table.insert(fields, k.untl)
   end
   redis.call('HSET', k.kk, unpack(fields))
-  return {k.st, k.untl, 0}
+  return {k.st, k.untl, 0, now}
 elseif outcome == 'rate_limited' then
   redis.call('HINCRBY', stats, 'r429_' .. quota_kind, 1)
-  if issued < k.bench then
+  if lseq <= k.bseq then
     redis.call('HINCRBY', stats, 'r429_duplicate', 1)
-    return {k.st, k.untl, 0}
+    return {k.st, k.untl, 0, now}
   end
   bench(k)
   -- keys of the same project share the quota: bench them for the same event, once each
@@ -85,15 +89,15 @@ elseif outcome == 'rate_limited' then
         local s = load_key(sid)
         if s then
           refresh(s, now)
-          if s.bench <= issued and s.st ~= 'FAILED_INIT' then bench(s) end
+          if lseq > s.bseq and s.st ~= 'FAILED_INIT' then bench(s) end
         end
       end
     end
   end
-  return {k.st, k.untl, 1}
+  return {k.st, k.untl, 1, now}
 elseif outcome == 'invalid_key' then
   redis.call('HSET', k.kk, 'st', 'FAILED_INIT', 'until', 0)
-  return {'FAILED_INIT', 0, 0}
+  return {'FAILED_INIT', 0, 0, now}
 end
 -- transient: the key is released untouched (its admission cooldown `nb` still applies)
-return {k.st, k.untl, 0}
+return {k.st, k.untl, 0, now}

@@ -1,0 +1,160 @@
+"""Random interleavings of admit/report from many threads in several processes, on a real redis-server.
+
+Each worker records what the scripts told it (admissions with their Redis-time issue and expiry, reports
+with the Redis time the lease ended). The invariants of admit.lua/report.lua are then checked over the
+whole history, independently of the scripts:
+
+* any two admissions are at least ``api_call_interval`` apart (fleet-wide spacing gate);
+* a free key is never admitted twice within its cooldown;
+* a key never has two leases at once (max_concurrent_leases = 1);
+* the project's admissions in any window never exceed its rpm;
+* exhaustion counts equal the number of distinct 429 events;
+* every lease ends: reported, or expired and reaped.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import threading
+import time
+from bisect import bisect_right
+
+import pytest
+import redis
+
+from gemini_tasks.keys import AdmitPolicy, KeyPool, Lease
+
+FREE_KEYS = ["K1", "K2", "K3"]
+PAID_KEYS = ["K4", "K5"]
+PROJECT_KEYS = ["K6", "K7"]  # paid keys sharing project "pp" with an rpm limit
+ALL = FREE_KEYS + PAID_KEYS + PROJECT_KEYS
+INTERVAL_MS = 8
+COOLDOWN_MS = 120
+LEASE_TTL = 0.4
+WINDOW = 1.0
+RPM = 12
+
+
+def _setup(client: redis.Redis, pool: str) -> KeyPool:
+    kp = KeyPool(client, pool)
+    for k in ALL:
+        free = k in FREE_KEYS
+        kp.register_key(k, category="free" if free else "paid", cooldown=COOLDOWN_MS / 1000 if free else 0,
+                        exhausted_wait=0.15, fully_exhausted_wait=0.4, max_exhausted_retries=3,
+                        project="pp" if k in PROJECT_KEYS else "")
+    kp.set_project_limits("pp", {"rpm": RPM})
+    return kp
+
+
+def _worker(url: str, pool: str, seed: int, seconds: float, threads: int, out) -> None:
+    events: list[tuple] = []
+    lock = threading.Lock()
+    kp = KeyPool(redis.Redis.from_url(url), pool)
+
+    def loop(tseed: int) -> None:
+        rnd = random.Random(tseed)
+        policy = AdmitPolicy(model="m", owner=f"w{tseed}", api_call_interval=INTERVAL_MS / 1000, lease_ttl=LEASE_TTL,
+                             rate_window=WINDOW, window_margin=0)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            candidates = rnd.sample(ALL, rnd.randint(2, len(ALL)))
+            got = kp.admit(candidates, policy)
+            if not isinstance(got, Lease):
+                time.sleep(min(got.seconds, 0.03) * rnd.random())
+                continue
+            with lock:
+                events.append(("admit", got.key_id, int(got.lease_id), got.issued_ms, got.expires_ms))
+            time.sleep(rnd.random() * 0.015)
+            roll = rnd.random()
+            if roll < 0.08:
+                with lock:
+                    events.append(("abandon", got.key_id, int(got.lease_id)))
+                continue
+            outcome = ("rate_limited" if roll < 0.23 else "transient" if roll < 0.33 else
+                       "persistent" if roll < 0.38 else "success")
+            r = kp.report(got, outcome, retry_after=0.05, quota_kind="minute")
+            with lock:
+                events.append(("report", got.key_id, int(got.lease_id), outcome, r.counted, r.ended_ms))
+
+    ts = [threading.Thread(target=loop, args=(seed * 100 + i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    out.put(events)
+
+
+def _run(url: str, pool: str, processes: int, threads: int, seconds: float) -> list[tuple]:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(url, pool, i + 1, seconds, threads, q)) for i in range(processes)]
+    for p in procs:
+        p.start()
+    events = []
+    for _ in procs:
+        events.extend(q.get(timeout=seconds + 60))
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    return events
+
+
+@pytest.mark.parametrize("processes,threads", [(1, 8), (3, 4)])
+def test_invariants_hold_under_random_interleavings(redis_url, pool_name, processes, threads):
+    client = redis.Redis.from_url(redis_url)
+    kp = _setup(client, pool_name)
+    events = _run(redis_url, pool_name, processes, threads, seconds=2.5)
+
+    admits = {e[2]: e for e in events if e[0] == "admit"}
+    reports = {e[2]: e for e in events if e[0] == "report"}
+    abandoned = {e[2] for e in events if e[0] == "abandon"}
+    assert len(admits) > 50, "the run made too few admissions to test anything"
+    assert set(reports) | abandoned == set(admits)
+
+    # spacing gate: fleet-wide, between ANY two admissions
+    issued = sorted(e[3] for e in admits.values())
+    gaps = [b - a for a, b in zip(issued, issued[1:])]
+    assert min(gaps) >= INTERVAL_MS, f"two admissions {min(gaps)} ms apart"
+
+    by_key: dict[str, list[tuple]] = {}
+    for e in admits.values():
+        by_key.setdefault(e[1], []).append(e)
+    for key, leases in by_key.items():
+        leases.sort(key=lambda e: e[3])
+        # free keys: never admitted twice within the cooldown
+        if key in FREE_KEYS:
+            for a, b in zip(leases, leases[1:]):
+                assert b[3] - a[3] >= COOLDOWN_MS, f"{key} admitted {b[3] - a[3]} ms after its last admission"
+        # one lease at a time: a lease ends when reported or when it expires, whichever is first
+        for a, b in zip(leases, leases[1:]):
+            end = min(reports[a[2]][5], a[4]) if a[2] in reports else a[4]
+            assert b[3] >= end, f"{key}: lease {b[2]} issued while lease {a[2]} was active"
+
+    # the project's rpm window, checked over every admission of its keys
+    proj = sorted(e[3] for e in admits.values() if e[1] in PROJECT_KEYS)
+    for i, t in enumerate(proj):
+        in_window = bisect_right(proj, t + WINDOW * 1000) - i
+        assert in_window <= RPM + 0, f"{in_window} admissions of project pp within one window"
+
+    time.sleep(LEASE_TTL + 0.1)
+    snap = kp.status()  # reaps every expired lease
+    # every lease ended: nothing active, expiries account for the abandoned leases
+    assert client.zcard(kp.prefix + "leases") == 0
+    assert all(int(f.get("leases", 0)) == 0 for f in snap.keys.values())
+    late = {lid for lid, r in reports.items() if r[5] > admits[lid][4]}
+    assert len(abandoned) <= snap.stats.get("leases_expired", 0) <= len(abandoned) + len(late)
+
+    # exhaustion counts: one per distinct 429 event. With one lease per key, every 429 reported while its
+    # lease was live is a new event; a report after expiry may belong to an event already counted.
+    for key in FREE_KEYS + PAID_KEYS:
+        counted = sum(1 for r in reports.values() if r[1] == key and r[3] == "rate_limited" and r[4])
+        live_429 = sum(1 for lid, r in reports.items()
+                       if r[1] == key and r[3] == "rate_limited" and lid not in late)
+        assert counted >= live_429
+        assert int(snap.keys[key].get("texh", 0)) == counted
+    # project keys: a counted 429 on either key benches both, once each
+    proj_events = sum(1 for r in reports.values() if r[1] in PROJECT_KEYS and r[3] == "rate_limited" and r[4])
+    total = sum(int(snap.keys[k].get("texh", 0)) for k in PROJECT_KEYS)
+    assert proj_events <= total <= 2 * proj_events
+    client.close()
