@@ -1,0 +1,181 @@
+"""The aiohttp application: routing, the per-request log wrapper, and `run`.
+
+One catch-all route dispatches on precompiled regexes.  That keeps every API request, including
+404s and auth failures, flowing through one place that times it and appends it to the request log,
+and lets any path prefix before the `v1*` segment work (the SDK keeps a base_url path prefix).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import signal
+import time
+from typing import Any, Callable
+
+from aiohttp import web
+
+from . import control_api, files_api, generate, wire
+from .core import ConnectionAborted, Emulator
+
+log = logging.getLogger("gemini_tasks.emulator")
+
+EMULATOR = web.AppKey("emulator", Emulator)
+
+_GENERATE_RE = re.compile(
+    r"^(?P<prefix>.*?)/(?P<version>v1\w*)/(?P<model>(?:models|tunedModels)/[^:/]+)"
+    r":(?P<method>generateContent|streamGenerateContent|countTokens)$"
+)
+_UPLOAD_RE = re.compile(r"^(?P<prefix>.*?)/upload/(?P<version>v1\w*)/files$")
+_FILE_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/files/(?P<id>[^/:]+)$")
+_FILES_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/files$")
+
+_ERROR_HEADERS = {"Content-Type": wire.JSON_CT}
+_UPLOAD_ERROR_HEADERS = {"Content-Type": wire.JSON_CT, "X-Goog-Upload-Status": "final"}
+
+
+def _route(emu: Emulator, request: web.Request, entry: dict[str, Any]):  # -> awaitable response
+    path = request.path
+    method = request.method
+    if method == "POST":
+        m = _GENERATE_RE.match(path)
+        if m:
+            entry["endpoint"] = m["method"]
+            return generate.handle(emu, request, entry, m["version"], m["model"], m["method"])
+        m = _UPLOAD_RE.match(path)
+        if m:
+            upload_id = request.query.get("upload_id")
+            if upload_id:
+                entry["endpoint"] = "upload_chunk"
+                return files_api.upload_chunk(emu, request, entry, upload_id)
+            entry["endpoint"] = "upload_start"
+            return files_api.upload_start(emu, request, entry, m["prefix"], m["version"])
+    elif method == "GET":
+        m = _FILE_RE.match(path)
+        if m:
+            entry["endpoint"] = "files.get"
+            return files_api.files_get(emu, request, entry, m["id"])
+        m = _FILES_RE.match(path)
+        if m:
+            entry["endpoint"] = "files.list"
+            return files_api.files_list(emu, request, entry)
+    elif method == "DELETE":
+        m = _FILE_RE.match(path)
+        if m:
+            entry["endpoint"] = "files.delete"
+            return files_api.files_delete(emu, request, entry, m["id"])
+    return None
+
+
+async def _dispatch(request: web.Request) -> web.StreamResponse:
+    emu = request.app[EMULATOR]
+    path = request.path
+    if path.startswith("/_emulator/"):
+        return await control_api.handle(emu, request)
+
+    t0 = time.perf_counter()
+    entry: dict[str, Any] = {
+        "seq": 0,
+        "t": time.time(),
+        "method": request.method,
+        "path": path,
+        "endpoint": "unknown",
+        "key_label": None,
+        "project": None,
+        "model": None,
+        "parts": None,
+        "system_instruction": None,
+        "generation_config": None,
+        "status": None,
+        "quota": None,
+        "fault": None,
+        "duration": None,
+    }
+    emu.in_flight += 1
+    resp: web.StreamResponse
+    try:
+        handler = _route(emu, request, entry)
+        if handler is None:
+            raise wire.ApiError(404, f"Method not found: {request.method} {path}", "NOT_FOUND")
+        resp = await handler
+        entry["status"] = resp.status
+    except wire.ApiError as err:
+        headers = _UPLOAD_ERROR_HEADERS if entry["endpoint"].startswith("upload") else _ERROR_HEADERS
+        if err.headers:
+            headers = {**headers, **err.headers}
+        resp = web.Response(body=wire.dumps(err.body()), status=err.code, headers=headers)
+        entry["status"] = err.code
+        entry["quota"] = err.quota
+        if err.code >= 500 or err.quota:
+            log.debug("%s %s -> %s (%s)", request.method, path, err.code, entry["key_label"])
+    except ConnectionAborted:
+        entry["status"] = 0  # no response at all
+        resp = web.Response(status=500)  # never reaches the client: the transport is gone
+    finally:
+        emu.in_flight -= 1
+        entry["duration"] = time.perf_counter() - t0
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            entry["client_gone"] = True
+        emu.log.append(entry)
+    return resp
+
+
+def create_app(config: dict[str, Any] | None = None) -> web.Application:
+    """A fresh emulator application; `config` is the start-up config (reset() returns to it)."""
+    emu = Emulator(config)
+    app = web.Application(client_max_size=emu.config["max_request_mb"] * 1024 * 1024)
+    app[EMULATOR] = emu
+    app.router.add_route("*", "/{tail:.*}", _dispatch)
+    return app
+
+
+def format_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+    """Set up and start a TCP site; returns the runner and the URL actually bound (port 0 resolved)."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
+    await site.start()
+    bound_port = runner.addresses[0][1]
+    return runner, format_url(host, bound_port)
+
+
+async def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    config: dict[str, Any] | None = None,
+    on_ready: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until `stop` is set (or SIGINT/SIGTERM when running in the main thread)."""
+    app = create_app(config)
+    runner, url = await start_site(app, host, port)
+    log.info("emulator listening on %s", url)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread / not supported: the caller owns `stop`
+    if on_ready is not None:
+        on_ready(url)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    config: dict[str, Any] | None = None,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Blocking: serve until SIGINT/SIGTERM.  `on_ready(url)` is called once it is listening."""
+    asyncio.run(serve(host, port, config, on_ready))

@@ -1,0 +1,145 @@
+"""Emulator configuration: defaults, validation, merging, and the redacted view.
+
+Configuration is one flat dict so that a test in another process can change any field with one
+POST.  Merging is shallow on purpose: posting `quotas` or `keys` replaces that field as a whole,
+which keeps "what is configured now" obvious.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .wire import parse_duration
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    # keys: {secret: {"label": "GEMINI_API_KEY_1", "project": "proj-a", "blocked": False}}
+    # empty = every key accepted, each its own project.
+    "keys": {},
+    # quotas: {project_or_"*": {model_or_"*": {"rpm": N, "rpd": N, "tpm": N}}}
+    "quotas": {},
+    "minute_seconds": 60.0,
+    "day_seconds": 86400.0,
+    "day_retry_delay": "36s",
+    "latency_seconds": 0.0,
+    "latency_jitter_seconds": 0.0,
+    "seed": 0,
+    # TTS
+    "tts_seconds": None,  # fixed duration; None = proportional to the text
+    "tts_seconds_per_char": 0.06,
+    "tts_min_seconds": 0.5,
+    "tts_mime": "audio/L16;codec=pcm;rate=24000",
+    "strict_voices": True,
+    # Files API
+    "file_active_after_gets": 1,  # the Nth files.get answers ACTIVE; 0 = ACTIVE at upload
+    "file_active_after_seconds": None,  # also require this age (seconds) before ACTIVE
+    "file_fail_names": [],  # display names / upload file names / ids that end FAILED
+    # responses and log
+    "echo_max_chars": 200,
+    "log_max": 100000,
+    "max_request_mb": 256,
+}
+
+_NUMBER_FIELDS = {
+    "minute_seconds",
+    "day_seconds",
+    "latency_seconds",
+    "latency_jitter_seconds",
+    "tts_seconds_per_char",
+    "tts_min_seconds",
+}
+_OPTIONAL_NUMBER_FIELDS = {"tts_seconds", "file_active_after_seconds"}
+_INT_FIELDS = {"seed", "file_active_after_gets", "echo_max_chars", "log_max", "max_request_mb"}
+
+
+class ConfigError(ValueError):
+    """A control-API request tried to set an unknown field or a value of the wrong shape."""
+
+
+def _check_keys(keys: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(keys, dict):
+        raise ConfigError("keys must be an object {secret: {label, project, blocked}}")
+    out: dict[str, dict[str, Any]] = {}
+    for secret, spec in keys.items():
+        if spec is None:
+            spec = {}
+        if isinstance(spec, str):  # shorthand: {secret: "LABEL"}
+            spec = {"label": spec}
+        if not isinstance(spec, dict):
+            raise ConfigError("each key spec must be an object")
+        unknown = set(spec) - {"label", "project", "blocked"}
+        if unknown:
+            raise ConfigError(f"unknown key spec fields: {sorted(unknown)}")
+        out[str(secret).strip()] = dict(spec)
+    return out
+
+
+def _check_quotas(quotas: Any) -> dict[str, dict[str, dict[str, int]]]:
+    if not isinstance(quotas, dict):
+        raise ConfigError("quotas must be {project_or_*: {model_or_*: {rpm, rpd, tpm}}}")
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for project, per_model in quotas.items():
+        if not isinstance(per_model, dict):
+            raise ConfigError(f"quotas[{project!r}] must be an object")
+        out[project] = {}
+        for model, limits in per_model.items():
+            if not isinstance(limits, dict) or set(limits) - {"rpm", "rpd", "tpm"}:
+                raise ConfigError(f"quotas[{project!r}][{model!r}] must hold only rpm/rpd/tpm")
+            model_key = model[7:] if model.startswith("models/") else model
+            out[project][model_key] = {k: int(v) for k, v in limits.items() if v is not None}
+    return out
+
+
+def validate(fields: dict[str, Any]) -> dict[str, Any]:
+    """Check and coerce a partial config; raise ConfigError on anything unknown or malformed."""
+    if not isinstance(fields, dict):
+        raise ConfigError("config must be a JSON object")
+    out: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name not in DEFAULT_CONFIG:
+            raise ConfigError(f"unknown config field {name!r}")
+        try:
+            if name == "keys":
+                value = _check_keys(value)
+            elif name == "quotas":
+                value = _check_quotas(value)
+            elif name in _NUMBER_FIELDS:
+                value = float(value)
+            elif name in _OPTIONAL_NUMBER_FIELDS:
+                value = None if value is None else float(value)
+            elif name in _INT_FIELDS:
+                value = int(value)
+            elif name == "day_retry_delay":
+                parse_duration(value)
+            elif name == "file_fail_names":
+                value = [str(v) for v in value]
+            elif name == "strict_voices":
+                value = bool(value)
+            elif name == "tts_mime":
+                value = str(value)
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"bad value for {name!r}: {exc}") from None
+        out[name] = value
+    if out.get("minute_seconds", 1.0) <= 0 or out.get("day_seconds", 1.0) <= 0:
+        raise ConfigError("minute_seconds and day_seconds must be positive")
+    if "log_max" in out and out["log_max"] < 1:
+        raise ConfigError("log_max must be >= 1")
+    return out
+
+
+def default_config() -> dict[str, Any]:
+    return copy.deepcopy(DEFAULT_CONFIG)
+
+
+def redacted(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as the control API shows it: key secrets replaced by their labels."""
+    from .auth import identity_for  # local import: auth depends on this module's data only
+
+    view = {k: copy.deepcopy(v) for k, v in config.items() if k != "keys"}
+    view["keys"] = [
+        {"label": ident.label, "project": ident.project, "blocked": ident.blocked}
+        for ident in (identity_for(secret, spec) for secret, spec in config["keys"].items())
+    ]
+    return view
