@@ -187,6 +187,9 @@ class KeyPool:
         pipe.delete(key)
         if fields:
             pipe.hset(key, mapping=fields)
+            pipe.sadd(self.prefix + "limited", project)
+        else:
+            pipe.srem(self.prefix + "limited", project)
         pipe.execute()
 
     def registered_ids(self) -> list[str]:

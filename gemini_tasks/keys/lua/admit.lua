@@ -70,9 +70,13 @@ if proc ~= '' and max_workers > 0 then
   slot = first[1]
 end
 
--- 2. Quota windows per (project, model), computed once per project.
+-- 2. Quota windows per (project, model), computed once per project, only for projects with limits.
 local win_cache = {}
+local limited = {}
+for _, p in ipairs(redis.call('SMEMBERS', P .. 'limited')) do limited[p] = true end
+local NO_LIMITS = {0, nil, nil}
 local function quota_ready(project)
+  if not limited[project] then return NO_LIMITS end
   if win_cache[project] then return win_cache[project] end
   local lk = P .. 'proj:' .. project
   local lim = redis.call('HMGET', lk, 'rpm|' .. model, 'rpm', 'rpd|' .. model, 'rpd')
@@ -101,7 +105,7 @@ local best, best_rank = nil, nil
 local min_wait, wait_reason = nil, nil
 local any_usable_state = false
 for i = 14, #ARGV do
-  local k = load_key(ARGV[i])
+  local k = load_hot(ARGV[i])
   if k then
     refresh(k, now)
     if k.st ~= 'FAILED_INIT' then
@@ -112,11 +116,18 @@ for i = 14, #ARGV do
         if k.st == 'COOLDOWN' then reason = 'cooldown' else reason = 'exhausted' end
       end
       if k.nb > ready then ready, reason = k.nb, 'cooldown' end
-      local klk = P .. 'kl:' .. k.id
-      if redis.call('ZCARD', klk) >= k.maxl then
-        local e = redis.call('ZRANGE', klk, 0, 0, 'WITHSCORES')
-        local lease_ready = math.min(tonumber(e[2]), now + poll)
-        if lease_ready > ready then ready, reason = lease_ready, 'leased' end
+      if k.nl >= k.maxl then
+        local klk = P .. 'kl:' .. k.id
+        -- self-heal: drop lease entries whose expiry passed but were not reaped (e.g. lease records lost)
+        if redis.call('ZREMRANGEBYSCORE', klk, '-inf', now) > 0 then
+          k.nl = redis.call('ZCARD', klk)
+          redis.call('HSET', k.kk, 'nl', k.nl)
+        end
+        if k.nl >= k.maxl then
+          local e = redis.call('ZRANGE', klk, 0, 0, 'WITHSCORES')
+          local lease_ready = math.min(tonumber(e[2]), now + poll)
+          if lease_ready > ready then ready, reason = lease_ready, 'leased' end
+        end
       end
       if ready <= now then
         local q = quota_ready(k.proj)
@@ -159,7 +170,7 @@ redis.call('HSET', P .. 'lease:' .. lid, 'key', best.id, 'issued', now, 'exp', e
 redis.call('PEXPIRE', P .. 'lease:' .. lid, lease_ttl + 86400000)
 redis.call('ZADD', P .. 'leases', exp, lid)
 redis.call('ZADD', P .. 'kl:' .. best.id, exp, lid)
-redis.call('HSET', best.kk, 'last', now, 'nb', now + best.cool)
+redis.call('HSET', best.kk, 'last', now, 'nb', now + best.cool, 'nl', best.nl + 1)
 redis.call('HINCRBY', best.kk, 'admits', 1)
 if interval > 0 then
   redis.call('SET', gk, now + interval, 'PX', interval + 60000)

@@ -7,12 +7,14 @@
 -- Layout under the prefix P:
 --   key:<id>            HASH  one API key, known by its id (the env var name). Config fields: cat, cool,
 --                             ewait, fwait, maxr, maxl, proj, fp. State fields: st, until, last, nb, exh,
---                             texh, bench, bseq, admits. bseq is the lease sequence number current when the
+--                             texh, bench, bseq, nl, admits. nl counts the key's active leases (kl:<id>
+--                             is the truth; nl is kept beside it so admission need not ZCARD every key). bseq is the lease sequence number current when the
 --                             key was last benched: a 429 on a lease numbered <= bseq is the same event.  The secret is never stored; fp is a one-way fingerprint.
 --   ids                 SET   every registered (configured) key id
 --   held                SET   key ids some worker announced it holds
 --   projkeys:<project>  SET   key ids that share one Google Cloud project (one quota)
 --   proj:<project>      HASH  quota limits: rpm, rpd, and per-model "rpm|<model>", "rpd|<model>"
+--   limited             SET   projects that have a proj:<project> hash (read once per admission)
 --   kl:<id>             ZSET  active leases of a key: lease id -> expiry (ms)
 --   lease:<lid>         HASH  key, issued, exp, owner, proc, slot, proj, model
 --   leases              ZSET  every active lease: lease id -> expiry (ms); expired ones are reaped here
@@ -37,7 +39,7 @@ local function now_ms()
 end
 
 local KEY_FIELDS = {'cat', 'cool', 'ewait', 'fwait', 'maxr', 'maxl', 'proj', 'st', 'until', 'last', 'nb',
-                    'exh', 'texh', 'bench', 'bseq'}
+                    'exh', 'texh', 'bench', 'bseq', 'nl'}
 
 local function load_key(id)
   local kk = P .. 'key:' .. id
@@ -51,7 +53,22 @@ local function load_key(id)
     maxr = tonumber(v[5]) or 3, maxl = tonumber(v[6]) or 1, proj = proj,
     st = v[8] or 'AVAILABLE', untl = tonumber(v[9]) or 0, last = tonumber(v[10]) or 0,
     nb = tonumber(v[11]) or 0, exh = tonumber(v[12]) or 0, texh = tonumber(v[13]) or 0,
-    bench = tonumber(v[14]) or 0, bseq = tonumber(v[15]) or 0,
+    bench = tonumber(v[14]) or 0, bseq = tonumber(v[15]) or 0, nl = tonumber(v[16]) or 0,
+  }
+end
+
+-- The fields admission needs (the hot path reads 9 fields per candidate instead of 16).
+local HOT_FIELDS = {'cat', 'cool', 'maxl', 'proj', 'st', 'until', 'last', 'nb', 'nl'}
+local function load_hot(id)
+  local kk = P .. 'key:' .. id
+  local v = redis.call('HMGET', kk, unpack(HOT_FIELDS))
+  if not v[1] then return nil end
+  local proj = v[4]
+  if not proj or proj == '' then proj = id end
+  return {
+    id = id, kk = kk, cat = v[1], cool = tonumber(v[2]) or 0, maxl = tonumber(v[3]) or 1, proj = proj,
+    st = v[5] or 'AVAILABLE', untl = tonumber(v[6]) or 0, last = tonumber(v[7]) or 0,
+    nb = tonumber(v[8]) or 0, nl = tonumber(v[9]) or 0,
   }
 end
 
@@ -84,7 +101,9 @@ local function release_lease(lid, now, slot_delay)
   local v = redis.call('HMGET', lk, 'key', 'issued', 'exp', 'proc', 'slot')
   redis.call('ZREM', P .. 'leases', lid)
   if not v[1] then return nil end
-  redis.call('ZREM', P .. 'kl:' .. v[1], lid)
+  if redis.call('ZREM', P .. 'kl:' .. v[1], lid) == 1 then
+    redis.call('HINCRBY', P .. 'key:' .. v[1], 'nl', -1)
+  end
   if v[4] and v[4] ~= '' then
     redis.call('ZADD', P .. 'proc:' .. v[4], 'XX', now + slot_delay, v[5])
   end
