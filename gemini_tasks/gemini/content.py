@@ -223,7 +223,7 @@ def layout(prompt_data: Mapping[str, Any]) -> list[str | MediaItem]:
     """
     prompt = prompt_data.get("prompt") or ""
     if not isinstance(prompt, str):
-        raise InvalidPromptError(f"prompt must be a string, got {type(prompt).__name__}", field="prompt")
+        raise InvalidPromptError(f"must be a string, got {type(prompt).__name__}", field="prompt")
     media = {AUDIO: media_items(prompt_data, AUDIO), VIDEO: media_items(prompt_data, VIDEO)}
     sequence: list[str | MediaItem] = []
     if TOKEN_RE.search(prompt):
