@@ -46,7 +46,9 @@ __all__ = [
     "DEFAULT_MIME",
     "INLINE_REQUEST_LIMIT",
     "MediaItem",
+    "as_list",
     "PathResolver",
+    "SOURCE_ORDER",
     "TOKEN_RE",
     "VIDEO",
     "build_contents",
@@ -54,8 +56,10 @@ __all__ = [
     "guess_mime",
     "inline_cost",
     "inline_path",
+    "layout",
     "media_items",
     "plan_media",
+    "token_counts",
 ]
 
 AUDIO = "audio"

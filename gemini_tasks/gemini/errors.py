@@ -187,9 +187,22 @@ class InvalidPromptError(ValueError):
     Raised by validation before anything is enqueued, and by content building for the same defects.
     """
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, problems: list[tuple[str, str]] | None = None
+    ) -> None:
         self.field = field
+        #: every ``(field, message)`` found, when validation collected several
+        self.problems: list[tuple[str, str]] = list(problems) if problems else ([(field, message)] if field else [])
         super().__init__(f"{field}: {message}" if field else message)
+
+    def __reduce__(self):  # keep field and problems across pickling
+        return (_rebuild_invalid_prompt, (str(self), self.field, self.problems))
+
+
+def _rebuild_invalid_prompt(text: str, field: str | None, problems: list[tuple[str, str]]) -> InvalidPromptError:
+    error = InvalidPromptError(text, problems=problems)
+    error.field = field
+    return error
 
 
 # --------------------------------------------------------------------------------------------- redaction
@@ -481,8 +494,11 @@ def error_message(err: CallError, *, secrets: Iterable[str] = ()) -> str:
         inner = ", ".join(p for p in (head, err.reason) if p)
         text = f"Invalid API key ({inner}){detail}" if inner else f"Invalid API key{detail}"
     elif err.kind == PERSISTENT:
-        inner = head or err.reason or "request error"
-        text = f"Persistent API error ({inner}){detail}"
+        if err.code is None:  # failed on our side (bad input, a bug), not answered by the API
+            inner = ", ".join(p for p in (err.status, err.reason) if p) or "request error"
+            text = f"Persistent error ({inner}){detail}"
+        else:
+            text = f"Persistent API error ({head}){detail}"
     elif err.kind == TRANSIENT:
         if err.code is None and err.reason:
             inner = ", ".join(p for p in (err.status, err.reason) if p)

@@ -75,9 +75,8 @@ class _Problems:
         if not self.items:
             return
         text = "; ".join(f"{field}: {message}" for field, message in self.items)
-        error = InvalidPromptError(f"invalid prompt_data: {text}")
+        error = InvalidPromptError(f"invalid prompt_data: {text}", problems=self.items)
         error.field = self.items[0][0]
-        error.problems = list(self.items)  # type: ignore[attr-defined]
         raise error
 
 

@@ -6,6 +6,8 @@ import os
 
 import pytest
 from google.genai import types
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gemini_tasks.gemini.content import (
     INLINE_REQUEST_LIMIT,
@@ -18,6 +20,7 @@ from gemini_tasks.gemini.content import (
     plan_media,
 )
 from gemini_tasks.gemini.errors import InvalidPromptError
+from gemini_tasks.gemini.validation import validate_prompt
 
 
 def T(text: str) -> types.Part:
@@ -358,3 +361,43 @@ def test_inline_cost_is_base64_size():
     assert inline_cost(4) == 8
     assert inline_cost(15 * 1024 * 1024) == 20 * 1024 * 1024
     assert INLINE_REQUEST_LIMIT == 20 * 1024 * 1024
+
+
+# ------------------------------------------------------------------------------------------- properties
+
+_pieces = st.lists(st.sampled_from(["<audio>", "<video>", "text ", " ", "more words"]), max_size=8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pieces=_pieces, n_audio_bytes=st.integers(0, 2), n_audio_urls=st.integers(0, 2),
+       n_video_bytes=st.integers(0, 2), n_video_urls=st.integers(0, 2))
+def test_validation_and_building_agree_and_keep_per_type_order(pieces, n_audio_bytes, n_audio_urls, n_video_bytes, n_video_urls):
+    prompt_data = {
+        "prompt": "".join(pieces),
+        "audio_bytes": [f"a{i}".encode() for i in range(n_audio_bytes)],
+        "audio_url": [f"https://example.com/a{i}.mp3" for i in range(n_audio_urls)],
+        "video_bytes": [f"v{i}".encode() for i in range(n_video_bytes)],
+        "video_url": [f"https://example.com/v{i}.mp4" for i in range(n_video_urls)],
+    }
+    try:
+        validate_prompt(prompt_data)
+        valid = True
+    except InvalidPromptError:
+        valid = False
+    try:
+        parts = build_contents(prompt_data)
+    except InvalidPromptError:
+        assert not valid
+        return
+    assert valid
+    media = [p for p in parts if p.text is None]
+    assert len(media) == n_audio_bytes + n_audio_urls + n_video_bytes + n_video_urls
+
+    def ident(p):
+        return p.inline_data.data.decode() if p.inline_data else p.file_data.file_uri.rsplit("/", 1)[1].split(".")[0]
+
+    audio = [ident(p) for p in media if (p.inline_data or p.file_data).mime_type.startswith("audio/")]
+    video = [ident(p) for p in media if (p.inline_data or p.file_data).mime_type.startswith("video/")]
+    assert audio == [f"a{i}" for i in range(n_audio_bytes)] + [f"a{i}" for i in range(n_audio_urls)]
+    assert video == [f"v{i}" for i in range(n_video_urls)] + [f"v{i}" for i in range(n_video_bytes)]
+    assert all(p.text.strip() for p in parts if p.text is not None)

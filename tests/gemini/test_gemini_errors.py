@@ -312,6 +312,20 @@ def test_blocked_messages():
     assert str(GeminiCallFailed(blocked)) == "Response blocked by safety filters (SAFETY)"
 
 
+def test_local_persistent_errors_say_so_without_claiming_an_api_answer():
+    msg = error_message(classify(TypeError("bad arg")))
+    assert msg == "Persistent error (LOCAL_ERROR, TypeError): bad arg"
+    assert "persistent" in msg.lower()
+
+
+def test_invalid_prompt_error_pickles_with_its_fields():
+    err = InvalidPromptError("more <audio> tokens (2) than audio files (1)", field="prompt")
+    again = pickle.loads(pickle.dumps(err))
+    assert str(again) == str(err) == "prompt: more <audio> tokens (2) than audio files (1)"
+    assert again.field == "prompt" and again.problems == err.problems
+    assert isinstance(again, ValueError)
+
+
 def test_limit_zero_message():
     msg = error_message(classify(sdk_error(429, LIMIT_ZERO)))
     assert msg.startswith("Resource exhausted (429 RESOURCE_EXHAUSTED, quota limit is 0")
