@@ -123,11 +123,12 @@ _HTTP_TO_RPC_STATUS = {
 class CallError:
     """What went wrong with one Gemini call, in a form that crosses process boundaries.
 
-    ``code`` is the HTTP status (None for transport errors and blocked responses); ``status`` the
-    google.rpc status name (``RESOURCE_EXHAUSTED``), or ``BLOCKED``/``EMPTY`` for blocked responses, or
-    ``DEADLINE_EXCEEDED``/``UNAVAILABLE`` for transport errors; ``reason`` the ``ErrorInfo.reason``, the
-    block/finish reason of a blocked response, or the exception class name of a transport error.
-    ``message`` is already redacted.
+    ``code`` is the HTTP status (None when no HTTP error was answered); ``status`` the google.rpc status
+    name (``RESOURCE_EXHAUSTED``; the reason phrase for a non-JSON body), or ``BLOCKED``/``EMPTY`` for
+    blocked responses, ``DEADLINE_EXCEEDED``/``UNAVAILABLE`` for transport errors, ``MALFORMED_RESPONSE``
+    for an unparseable body, ``LOCAL_ERROR`` for our own persistent failures, ``UNKNOWN`` otherwise;
+    ``reason`` the ``ErrorInfo.reason``, the block/finish reason of a blocked response, or the exception
+    class name when no HTTP error was answered. ``message`` is already redacted.
     """
 
     kind: str
