@@ -85,8 +85,6 @@ class Emulator:
 
     def check_quota(self, ident: Identity, model: str, tokens: int) -> None:
         limits = self.limits(ident.project, model)
-        if not limits:
-            return
         cfg = self.config
         violations = self.quotas.check_and_record(
             ident.project, model, tokens, limits, time.time(), cfg["minute_seconds"], cfg["day_seconds"]

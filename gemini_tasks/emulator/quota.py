@@ -2,8 +2,10 @@
 
 Exact sliding windows: a log of the arrival times of *accepted* requests (and their input
 tokens) per (project, model).  A request rejected with 429 is not recorded, so hammering a
-limited key does not push its recovery further out.  Only pairs that have a limit configured are
-tracked, which keeps memory bounded when the emulator runs unlimited benchmarks.
+limited key does not push its recovery further out.  The per-minute request and token windows are
+always kept (a quota configured mid-run sees the last minute's traffic); the per-day window is
+kept only while an `rpd` limit applies to the pair, so an unlimited day-long benchmark does not
+hold a day of timestamps.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def resolve_limits(quotas: dict[str, dict[str, dict[str, int]]], project: str, m
 
 
 class QuotaBook:
-    """Sliding windows for every (project, model) that has limits."""
+    """Sliding windows for every (project, model) seen since the last reset."""
 
     def __init__(self) -> None:
         self._windows: dict[tuple[str, str], _Windows] = {}
@@ -61,8 +63,6 @@ class QuotaBook:
         day_seconds: float,
     ) -> list[Violation]:
         """Return the violated windows (most important first); record the request if none."""
-        if not limits:
-            return []
         w = self._windows.get((project, model))
         if w is None:
             w = self._windows[(project, model)] = _Windows()
@@ -93,9 +93,10 @@ class QuotaBook:
         w.minute.append(now)
         if rpd is not None:
             w.day.append(now)
-        if tpm is not None:
-            w.tokens.append((now, tokens))
-            w.token_sum += tokens
+        elif w.day:
+            w.day.clear()
+        w.tokens.append((now, tokens))
+        w.token_sum += tokens
         return []
 
     @staticmethod

@@ -92,6 +92,11 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         "fault": None,
         "duration": None,
     }
+    transport = request.transport
+    if transport is not None:
+        peer = transport.get_extra_info("peername")
+        if peer:
+            entry["client_port"] = peer[1]  # identifies the TCP connection: keep-alive is visible
     emu.in_flight += 1
     resp: web.StreamResponse
     try:

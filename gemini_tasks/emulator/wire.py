@@ -58,14 +58,19 @@ def normalize(obj: Any) -> Any:
     return obj
 
 
+_URLSAFE_TO_STD = str.maketrans("-_", "+/")
+
+
 def b64decode_any(data: str) -> bytes:
-    """Decode standard or URL-safe base64, padded or not (the SDK sends URL-safe, padded)."""
-    s = data.strip()
+    """Decode standard or URL-safe base64, padded or not (the SDK sends URL-safe, padded).
+
+    Strict: characters outside both alphabets raise binascii.Error, as the real API refuses them.
+    """
+    s = data.strip().translate(_URLSAFE_TO_STD)
     pad = (-len(s)) % 4
     if pad:
         s += "=" * pad
-    # urlsafe_b64decode maps -_ to +/ and leaves +/ alone, so it accepts both alphabets.
-    return base64.urlsafe_b64decode(s)
+    return base64.b64decode(s, validate=True)
 
 
 # ---------------------------------------------------------------------------------------------
