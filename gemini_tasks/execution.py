@@ -1,0 +1,264 @@
+"""What a worker does with one job: admit, call Gemini with the leased key, report, retry or answer.
+
+This is plain Python so it can be tested without Celery; :mod:`gemini_tasks.tasks` only adapts it. The
+loop keeps two budgets apart: rate-limit waits (a key cooling down, a 429, the spacing gate) never spend
+the error-retry budget, which only transient failures (5xx, timeouts, resets) consume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, NoReturn
+
+from celery.utils.time import get_exponential_backoff_interval
+
+from gemini_tasks import blobs
+from gemini_tasks.gemini import content as media
+from gemini_tasks.gemini import tts as tts_lib
+from gemini_tasks.gemini.client import get_client
+from gemini_tasks.gemini.config import build_generate_config
+from gemini_tasks.gemini.errors import (
+    BLOCKED,
+    INVALID_KEY,
+    PERSISTENT,
+    RATE_LIMITED,
+    TRANSIENT,
+    CallError,
+    GeminiCallFailed,
+    classify,
+    error_message,
+)
+from gemini_tasks.gemini.response import extract_audio, extract_text, usage_dict
+from gemini_tasks.gemini.validation import from_wire
+from gemini_tasks.keys.admission import WaitTooLong, acquire
+from gemini_tasks.keys.pool import AdmitPolicy, Cancelled, KeyPool, Lease, NoUsableKeys
+from gemini_tasks.redis_conn import get_redis
+from gemini_tasks.settings import get_settings
+from gemini_tasks.uploads import ProjectUploads
+from gemini_tasks.worker_keys import announce, held_secrets
+
+log = logging.getLogger("gemini_tasks")
+
+OUTCOME_OF = {RATE_LIMITED: "rate_limited", INVALID_KEY: "invalid_key", TRANSIENT: "transient",
+              PERSISTENT: "persistent", BLOCKED: "success"}
+#: A 429 on every key, again and again, ends as an "exhausted" error rather than looping forever.
+MAX_RATE_LIMITED_ATTEMPTS = 50
+
+
+class TaskFailed(Exception):
+    """A request that ends in an error. ``info`` is JSON-safe: kind, metadata, and the classified error.
+
+    The message's first words name the kind ("All keys exhausted", "Persistent API error", ...), as the
+    original library's users test with ``"exhausted" in error.lower()``.
+    """
+
+    def __init__(self, message: str, info: dict[str, Any] | None = None) -> None:
+        super().__init__(message, info or {})
+        self.message = message
+        self.info = info or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class JobContext:
+    """What the execution needs from its runner (a Celery task, or a test)."""
+
+    task_id: str
+    #: re-queue this job after ``countdown`` seconds (does not return); the job carries its own state
+    requeue: Callable[[dict[str, Any], float], NoReturn]
+    owner: str = ""
+
+
+_announced: set[tuple[str, int]] = set()
+_announce_lock = threading.Lock()
+
+
+def worker_pool(pool_name: str) -> KeyPool:
+    """This process's view of a pool; the first use announces the keys this host holds."""
+    pool = KeyPool(get_redis(get_settings().keys_redis_url), pool_name)
+    marker = (pool_name, os.getpid())
+    if marker not in _announced:
+        with _announce_lock:
+            if marker not in _announced:
+                announce(pool)
+                _announced.add(marker)
+    return pool
+
+
+def _fail(message: str, kind: str, job: dict[str, Any], error: CallError | None = None) -> NoReturn:
+    raise TaskFailed(message, {"kind": kind, "metadata": job.get("metadata") or {},
+                               "error": error.to_dict() if error else None})
+
+
+def _policy(job: dict[str, Any], ctx: JobContext, lease_ttl: float) -> AdmitPolicy:
+    p = job["policy"]
+    scope = p.get("spacing_scope", "fleet")
+    return AdmitPolicy(
+        model=job["model"],
+        owner=ctx.owner or f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}",
+        processor_id=p.get("processor_id", ""),
+        max_workers=int(p.get("max_workers") or 0),
+        worker_cooldown=float(p.get("worker_cooldown") or 0),
+        api_call_interval=float(p.get("api_call_interval") or 0),
+        spacing_scope=socket.gethostname() if scope == "host" else "fleet",
+        lease_ttl=lease_ttl,
+        rate_window=float(job["pool"].get("rate_window") or 60.0),
+        window_margin=p.get("window_margin"),
+        cancel_id=ctx.task_id if job.get("deadline") else "",
+    )
+
+
+def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Lease, KeyPool], dict[str, Any]],
+                 *, lease_ttl: float) -> dict[str, Any]:
+    """The admission -> call -> report loop shared by generation and speech."""
+    settings = get_settings()
+    pool = worker_pool(job["pool"]["pool"])
+    done_key = f"{pool.prefix}done:{ctx.task_id}"
+    finished = pool.client.get(done_key)
+    if finished:  # a redelivered copy of a job that already succeeded: do not pay twice
+        log.info("task %s already answered; returning the stored result", ctx.task_id)
+        return json.loads(finished)
+
+    state = job.setdefault("state", {})
+    state.setdefault("first_seen", time.time())
+    state.setdefault("errors", 0)
+    state.setdefault("rate_limited", 0)
+    p = job["policy"]
+    deadline = job.get("deadline")
+    secrets = held_secrets(job["pool"]["keys"])
+    if not secrets:
+        _fail(f"No usable API keys on this worker ({socket.gethostname()}): it holds none of "
+              f"{', '.join(job['pool']['keys'])}; give the worker those variables in its environment or .env",
+              "no_usable_keys", job)
+    policy = _policy(job, ctx, lease_ttl)
+    max_sleep = float(p.get("max_sleep", 5.0))
+
+    while True:
+        if deadline is not None and time.time() >= deadline:
+            _fail("Cancelled: the caller stopped waiting before a key was free; no call was made", "cancelled", job)
+        mono_deadline = None if deadline is None else time.monotonic() + (deadline - time.time())
+        try:
+            lease = acquire(pool, secrets, policy, max_sleep=max_sleep, deadline=mono_deadline)
+        except WaitTooLong as too_long:
+            wait = too_long.wait
+            waited = time.time() - state["first_seen"]
+            if deadline is not None or waited + wait.seconds > float(p.get("max_wait", 3600)):
+                _fail(f"All keys exhausted or cooling down: the next key is free in {wait.seconds:.1f}s "
+                      f"({wait.reason}); gave up after waiting {waited:.0f}s", "exhausted", job)
+            from gemini_tasks.celeryconfig import MAX_COUNTDOWN
+
+            log.info("task %s: next admission in %.1fs (%s); re-queued", ctx.task_id, wait.seconds, wait.reason)
+            ctx.requeue(job, min(wait.seconds, MAX_COUNTDOWN))
+        except NoUsableKeys as exc:
+            _fail(f"Fatal: {exc}", "no_usable_keys", job)
+        except Cancelled:
+            _fail("Cancelled: the caller stopped waiting; no call was made", "cancelled", job)
+
+        started = time.perf_counter()
+        try:
+            client = get_client(lease.key_id, secrets[lease.key_id], timeout_s=settings.request_timeout,
+                                api_version=settings.api_version)
+            result = call(client, lease, pool)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified and reported
+            err = exc.error if isinstance(exc, GeminiCallFailed) else classify(exc, secrets=secrets.values())
+            pool.report(lease, OUTCOME_OF[err.kind], retry_after=err.retry_after, quota_kind=err.quota_kind,
+                        worker_cooldown=policy.worker_cooldown)
+            log.warning("task %s key %s: %s", ctx.task_id, lease.key_id, error_message(err))
+            if err.kind == RATE_LIMITED:
+                state["rate_limited"] += 1
+                if state["rate_limited"] >= MAX_RATE_LIMITED_ATTEMPTS:
+                    _fail(f"All keys exhausted: {state['rate_limited']} rate-limited attempts "
+                          f"({error_message(err)})", "exhausted", job, err)
+                continue
+            if err.kind == INVALID_KEY:
+                continue  # the key is quarantined (FAILED_INIT); another one takes the request
+            if err.kind == TRANSIENT:
+                state["errors"] += 1
+                attempts = int(p.get("retries", 3))
+                if state["errors"] >= attempts:
+                    _fail(f"{error_message(err)} (failed after {state['errors']} attempts)", TRANSIENT, job, err)
+                backoff = get_exponential_backoff_interval(
+                    factor=float(p.get("backoff", 1.0)), retries=state["errors"] - 1,
+                    maximum=float(p.get("backoff_max", 60.0)), full_jitter=True)
+                if backoff > max_sleep and deadline is None:
+                    ctx.requeue(job, backoff)
+                time.sleep(backoff)
+                continue
+            _fail(error_message(err), err.kind, job, err)
+        pool.report(lease, "success", worker_cooldown=policy.worker_cooldown)
+        result.update({
+            "ok": True, "key_id": lease.key_id, "model": job["model"], "metadata": job.get("metadata") or {},
+            "latency_s": round(time.perf_counter() - started, 4), "task_id": ctx.task_id,
+        })
+        pool.client.set(done_key, json.dumps(result), ex=24 * 3600)
+        log.info("task %s key %s: done in %.3fs", ctx.task_id, lease.key_id, result["latency_s"])
+        return result
+
+
+def _check_paths_here(request: dict[str, Any], job: dict[str, Any]) -> list[media.MediaItem]:
+    items = media.plan_media(request)
+    for item in items:
+        if item.source == "path" and not os.access(str(item.value), os.R_OK):
+            _fail(f"Persistent input error: {item.kind}_path {item.value!r} is not readable on worker host "
+                  f"{socket.gethostname()}. Paths must be on storage shared by the application and the workers "
+                  f"(same path on every host); otherwise pass {item.kind}_bytes or a {item.kind}_url.",
+                  "bad_input", job)
+    return items
+
+
+def execute_generate(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Text generation (with audio/video parts) for one prompt."""
+    request = from_wire(job["request"])
+    config = build_generate_config(request.get("generation_config"))
+    items = _check_paths_here(request, job)
+    prompt_bytes = len((request.get("prompt") or "").encode())
+    upload_paths = set(media.choose_uploads(items, text_bytes=prompt_bytes))
+    settings = get_settings()
+
+    def call(client: Any, lease: Lease, pool: KeyPool) -> dict[str, Any]:
+        project = pool.client.hget(f"{pool.prefix}key:{lease.key_id}", "proj") or b""
+        project = (project.decode() if isinstance(project, bytes) else project) or lease.key_id
+        resolver = ProjectUploads(pool.client, pool.prefix, project, client, upload_paths)
+        contents = media.build_contents(request, resolver)
+        response = client.models.generate_content(model=job["model"], contents=contents, config=config)
+        out: dict[str, Any] = {"usage": usage_dict(response), "uploads": resolver.uploaded,
+                               "uploads_reused": resolver.reused}
+        if job["policy"].get("return_response"):
+            out["response"] = response.model_dump(mode="json", exclude_none=True)
+            out["text"] = response.text
+        else:
+            out["text"] = extract_text(response, strip=bool(job["policy"].get("strip", True)))
+        return out
+
+    ttl = settings.request_timeout + 60 + (600 if upload_paths else 0)
+    return run_with_key(job, ctx, call, lease_ttl=ttl)
+
+
+def execute_speech(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Text-to-speech: one voice or a two-speaker dialogue. Audio goes to a blob, not the result backend."""
+    spec = job["speech"]
+    if spec.get("speakers"):
+        config = tts_lib.multi_speaker_config([tuple(x) for x in spec["speakers"]])
+    else:
+        config = tts_lib.single_speaker_config(spec["voice"])
+    prompt = spec["prompt"]
+    settings = get_settings()
+
+    def call(client: Any, lease: Lease, pool: KeyPool) -> dict[str, Any]:
+        response = client.models.generate_content(model=job["model"], contents=prompt, config=config)
+        audio, mime = extract_audio(response)
+        del response  # the base64 body and its decoded copy are large; keep one copy alive
+        rate, channels, width, is_wav = tts_lib.parse_audio_mime(mime)
+        ref = blobs.put(pool.client, pool.prefix, audio)
+        return {"audio_ref": ref, "mime_type": mime, "bytes": len(audio), "sample_rate": rate,
+                "channels": channels, "sample_width": width, "is_wav": is_wav}
+
+    return run_with_key(job, ctx, call, lease_ttl=settings.request_timeout + 60)

@@ -1,0 +1,273 @@
+"""``GeminiParallelProcessor`` and ``GeminiStreamingProcessor``: the original API, run by a Celery fleet.
+
+The processors only validate and enqueue; every Gemini call happens on a worker. Results keep the
+original's ``(metadata, response, error)`` shape, in input order, with failures in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from celery import group
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from celery.result import AsyncResult, GroupResult
+from google.genai import types
+
+from gemini_tasks.celery_app import app
+from gemini_tasks.execution import TaskFailed
+from gemini_tasks.jobs import CallPolicy, check_manager, check_model, describe_job, generate_job, validate_batch
+from gemini_tasks.keys.manager import AdvancedApiKeyManager
+
+log = logging.getLogger("gemini_tasks")
+
+ResultTuple = tuple[dict[str, Any], Any, str | None]
+#: seconds the worker keeps trying after the streaming caller's timeout (the cancel flag stops it first)
+STREAM_DEADLINE_GRACE = 2.0
+ProgressCallback = Callable[[int, int], None]
+
+
+def to_result_tuple(value: Any, fallback_metadata: dict[str, Any] | None = None) -> ResultTuple:
+    """One task outcome as the original's ``(metadata, response, error)``."""
+    if isinstance(value, dict) and value.get("ok"):
+        meta = value.get("metadata") or fallback_metadata or {}
+        if "response" in value:
+            return meta, types.GenerateContentResponse.model_validate(value["response"]), None
+        return meta, value.get("text"), None
+    if isinstance(value, TaskFailed):
+        return (value.info.get("metadata") or fallback_metadata or {}), None, value.message
+    if isinstance(value, BaseException):
+        return fallback_metadata or {}, None, f"Task failed: {type(value).__name__}: {value}"
+    return fallback_metadata or {}, None, f"Task failed: unexpected result {value!r:.200}"
+
+
+def _queue_size(queue: str) -> int:
+    """Messages waiting in a broker queue (a Redis broker deletes an empty queue: that is 0)."""
+    from amqp.exceptions import ChannelError
+
+    with app.connection_for_write() as conn:
+        try:
+            return int(conn.default_channel.queue_declare(queue=queue, passive=True).message_count)
+        except ChannelError:
+            return 0
+
+
+@dataclass(frozen=True)
+class BatchHandle:
+    """A submitted batch: store ``group_id`` and collect later, from this process or another."""
+
+    group_id: str
+    size: int
+
+    def progress(self) -> tuple[int, int]:
+        """(finished, total): how many requests have an answer, success or error."""
+        res = GroupResult.restore(self.group_id, app=app)
+        if res is None:
+            raise LookupError(f"batch {self.group_id} is unknown or its results expired")
+        return sum(1 for r in res.results if r.ready()), len(res.results)
+
+
+class _Processor:
+    queue = "batch"
+
+    def __init__(self, key_manager: AdvancedApiKeyManager, model_name: str, worker_cooldown_seconds: float = 20,
+                 api_call_interval: float = 2.0, max_workers: int = 4, return_response: bool = False,
+                 *, api_call_retries: int = 3, max_wait_seconds: float = 3600.0, spacing_scope: str = "fleet",
+                 strip: bool = True) -> None:
+        self.key_manager = check_manager(key_manager)
+        self.model_name = check_model(model_name)
+        self.policy = CallPolicy(
+            worker_cooldown_seconds=worker_cooldown_seconds, api_call_interval=api_call_interval,
+            max_workers=max_workers, api_call_retries=api_call_retries, max_wait_seconds=max_wait_seconds,
+            spacing_scope=spacing_scope, return_response=return_response, strip=strip,
+        )
+        self.max_workers = max_workers
+
+    def _task(self):
+        from gemini_tasks.tasks import TASKS
+
+        return TASKS[("generate", self.queue)]
+
+
+class GeminiParallelProcessor(_Processor):
+    """Batch processing: ``process_prompts`` submits a Celery group and returns results in input order."""
+
+    queue = "batch"
+
+    def submit(self, prompts_data: Iterable[dict[str, Any]]) -> BatchHandle:
+        """Validate every prompt (raising before anything is enqueued), enqueue them, return a handle."""
+        prompts = validate_batch(prompts_data)
+        jobs = [generate_job(p, model=self.model_name, manager=self.key_manager, policy=self.policy,
+                             where=f"prompts_data[{i}]") for i, p in enumerate(prompts)]
+        task = self._task()
+        sigs = [task.s(job).set(queue=self.queue, argsrepr=describe_job(job)) for job in jobs]
+        result = group(sigs).apply_async()
+        result.save()
+        log.info("batch %s: %d prompt(s) submitted", result.id, len(jobs))
+        return BatchHandle(group_id=result.id, size=len(jobs))
+
+    def collect(self, group_id: str | BatchHandle, *, timeout: float | None = None,
+                progress: bool | ProgressCallback | None = None) -> list[ResultTuple]:
+        """Wait for a submitted batch and return its ``(metadata, response, error)`` tuples in input order."""
+        gid = group_id.group_id if isinstance(group_id, BatchHandle) else group_id
+        res = GroupResult.restore(gid, app=app)
+        if res is None:
+            raise LookupError(f"batch {gid} is unknown or its results expired (result_expires)")
+        return self._wait(res, timeout=timeout, progress=progress)
+
+    def process_prompts(self, prompts_data: Iterable[dict[str, Any]], *, timeout: float | None = None,
+                        progress: bool | ProgressCallback | None = None) -> list[ResultTuple]:
+        """Submit and wait: one result per prompt, in input order, failures in place."""
+        prompts = validate_batch(prompts_data)
+        if not prompts:
+            return []
+        handle = self.submit(prompts)
+        res = GroupResult.restore(handle.group_id, app=app)
+        assert res is not None
+        metas = [dict(p.get("metadata") or {}) for p in prompts]
+        return self._wait(res, timeout=timeout, progress=progress, metadata=metas)
+
+    def _wait(self, res: GroupResult, *, timeout: float | None, progress: bool | ProgressCallback | None,
+              metadata: list[dict[str, Any]] | None = None) -> list[ResultTuple]:
+        ids = [r.id for r in res.results]
+        values: dict[str, Any] = {}
+        total = len(ids)
+        bar = _Progress(progress, total)
+
+        def on_result(task_id: str, value: Any) -> None:
+            values[task_id] = value
+            bar.update(len(values), total)
+
+        try:
+            res.join_native(timeout=timeout, propagate=False, callback=on_result, interval=0.2)
+        except CeleryTimeoutError:
+            raise TimeoutError(f"batch {res.id}: {len(values)} of {total} results after {timeout} seconds; "
+                               f"collect the rest later with collect({res.id!r})") from None
+        finally:
+            bar.close()
+        return [to_result_tuple(values.get(tid), (metadata or [{}] * total)[i]) for i, tid in enumerate(ids)]
+
+
+class _Progress:
+    """Progress while a batch is collected: a callback, a rich progress bar on a terminal, or nothing."""
+
+    def __init__(self, progress: bool | ProgressCallback | None, total: int) -> None:
+        self.callback = progress if callable(progress) else None
+        self.bar = None
+        if progress is None:
+            progress = sys.stderr.isatty()
+        if self.callback is None and progress is True and total:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), TimeRemainingColumn())
+            self.bar.start()
+            self.task = self.bar.add_task("gemini", total=total)
+
+    def update(self, done: int, total: int) -> None:
+        if self.callback is not None:
+            self.callback(done, total)
+        elif self.bar is not None:
+            self.bar.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+class GeminiStreamingProcessor(_Processor):
+    """One request at a time, answered as soon as a worker has it: ``apply_async(...).get(timeout)``.
+
+    Requests go to the ``interactive`` queue, which batch floods never fill. A caller that times out
+    cancels its request: the key manager refuses to admit it afterwards, so no ghost call spends quota.
+    """
+
+    queue = "interactive"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("strip", False)  # the original's streaming mode returned response.text unstripped
+        super().__init__(*args, **kwargs)
+        self._running = False
+        self._lock = threading.Lock()
+        self._in_flight: dict[str, AsyncResult] = {}
+
+    def start(self) -> None:
+        with self._lock:
+            if self._running:
+                log.warning("streaming processor already running")
+                return
+            self._running = True
+        if not self._live_workers():
+            log.warning("no live worker consumes the %r queue yet; requests wait until one starts", self.queue)
+
+    def stop(self) -> None:
+        """Stop accepting requests and cancel the ones still in flight (their callers get an error)."""
+        with self._lock:
+            self._running = False
+            pending = list(self._in_flight.items())
+        for task_id, res in pending:
+            self.key_manager.pool.cancel(task_id)
+            res.revoke()
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def process_single(self, prompt_data: dict[str, Any], timeout: float | None = 300.0) -> ResultTuple:
+        """Process one prompt on the fleet. Raises RuntimeError before start(), TimeoutError on timeout."""
+        if not self._running:
+            raise RuntimeError("Workers are not running. Call start() first.")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+        # the worker gives up a little after the caller; the caller's cancel flag (set when it times out)
+        # is what stops a late admission, so the caller always sees TimeoutError rather than a race
+        deadline = None if timeout is None else time.time() + float(timeout) + STREAM_DEADLINE_GRACE
+        job = generate_job(prompt_data, model=self.model_name, manager=self.key_manager, policy=self.policy,
+                           deadline=deadline)
+        expires = None if timeout is None else float(timeout) + STREAM_DEADLINE_GRACE
+        res = self._task().apply_async(args=[job], queue=self.queue, expires=expires, argsrepr=describe_job(job))
+        metadata = dict(prompt_data.get("metadata") or {})
+        metadata.setdefault("task_id", res.id)
+        with self._lock:
+            self._in_flight[res.id] = res
+        try:
+            value = res.get(timeout=timeout, propagate=False, interval=0.05)
+        except CeleryTimeoutError:
+            self.key_manager.pool.cancel(res.id)
+            res.revoke()
+            raise TimeoutError(f"Processing timed out after {timeout} seconds") from None
+        finally:
+            with self._lock:
+                self._in_flight.pop(res.id, None)
+        res.forget()
+        meta, response, error = to_result_tuple(value, metadata)
+        if "task_id" not in meta:
+            meta = {**meta, "task_id": res.id}
+        return meta, response, error
+
+    def get_queue_size(self) -> int:
+        """Requests waiting in the interactive queue (all callers, fleet-wide)."""
+        return _queue_size(self.queue)
+
+    def _live_workers(self) -> list[str]:
+        try:
+            queues = app.control.inspect(timeout=1.0).active_queues() or {}
+        except Exception:  # noqa: BLE001 - status must not fail because the broker hiccups
+            return []
+        return sorted(node for node, qs in queues.items() if any(q.get("name") == self.queue for q in qs))
+
+    def get_worker_status(self) -> dict[str, Any]:
+        """The original's fields, reporting the real fleet: live workers, queue length, key status."""
+        workers = self._live_workers()
+        return {
+            "workers_running": self._running,
+            "queue_size": self.get_queue_size(),
+            "max_workers": self.max_workers,
+            "active_workers": len(workers),
+            "worker_nodes": workers,
+            "in_flight": len(self._in_flight),
+            "key_status": self.key_manager.get_keys_status_summary(),
+        }

@@ -1,0 +1,50 @@
+"""The Celery tasks. Thin on purpose: each adapts one job to :mod:`gemini_tasks.execution`.
+
+Two names per kind, one per queue (``interactive`` for streaming and single TTS, ``batch`` for groups), so
+Flower and the routing table tell them apart; the bodies are the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from celery import Task
+
+from gemini_tasks.celery_app import app
+from gemini_tasks.execution import JobContext, execute_generate, execute_speech
+
+
+def _context(task: Task) -> JobContext:
+    def requeue(job: dict[str, Any], countdown: float) -> NoReturn:
+        # a rate-limit wait or a backoff: re-queued with its state, never counted against max_retries
+        raise task.retry(args=[job], kwargs={}, countdown=max(0.0, countdown), max_retries=None)
+
+    return JobContext(task_id=task.request.id or "eager", requeue=requeue)
+
+
+@app.task(bind=True, name="gemini_tasks.generate_batch")
+def generate_batch(self: Task, job: dict[str, Any]) -> dict[str, Any]:
+    return execute_generate(job, _context(self))
+
+
+@app.task(bind=True, name="gemini_tasks.generate_interactive")
+def generate_interactive(self: Task, job: dict[str, Any]) -> dict[str, Any]:
+    return execute_generate(job, _context(self))
+
+
+@app.task(bind=True, name="gemini_tasks.speech_batch")
+def speech_batch(self: Task, job: dict[str, Any]) -> dict[str, Any]:
+    return execute_speech(job, _context(self))
+
+
+@app.task(bind=True, name="gemini_tasks.speech_interactive")
+def speech_interactive(self: Task, job: dict[str, Any]) -> dict[str, Any]:
+    return execute_speech(job, _context(self))
+
+
+TASKS = {
+    ("generate", "batch"): generate_batch,
+    ("generate", "interactive"): generate_interactive,
+    ("speech", "batch"): speech_batch,
+    ("speech", "interactive"): speech_interactive,
+}

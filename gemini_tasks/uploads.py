@@ -1,0 +1,97 @@
+"""Files API uploads made with the leased key, reused for the same project while they live.
+
+Files belong to a Google Cloud project, not to a key: a file uploaded with one key of a project can be
+used with any key of that project, and with no other. An upload is remembered in Redis under the project
+and the file's SHA-256, so a retry (or another task sending the same file) does not upload it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+
+import redis
+from google import genai
+from google.genai import types
+
+from gemini_tasks.gemini.errors import PERSISTENT, TRANSIENT, CallError, GeminiCallFailed
+
+log = logging.getLogger("gemini_tasks")
+
+#: Files live 48 h on Google's side; stop reusing them a little earlier.
+REUSE_SECONDS = 46 * 3600
+
+
+def file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class ProjectUploads:
+    """A path resolver for :func:`gemini_tasks.gemini.content.build_contents` that uploads ``paths``."""
+
+    def __init__(
+        self,
+        store: redis.Redis,
+        prefix: str,
+        project: str,
+        client: genai.Client,
+        upload_paths: set[str],
+        *,
+        poll_interval: float = 0.5,
+        active_timeout: float = 300.0,
+    ) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.project = project
+        self.client = client
+        self.upload_paths = upload_paths
+        self.poll_interval = poll_interval
+        self.active_timeout = active_timeout
+        self.uploaded = 0
+        self.reused = 0
+
+    def __call__(self, path: str, mime_type: str, kind: str) -> types.Part | types.File:
+        if path not in self.upload_paths:
+            with open(path, "rb") as handle:
+                return types.Part(inline_data=types.Blob(data=handle.read(), mime_type=mime_type))
+        digest = file_digest(path)
+        key = f"{self.prefix}upload:{self.project}:{digest}:{mime_type}"
+        cached = self.store.get(key)
+        if cached:
+            info = json.loads(cached)
+            self.reused += 1
+            return types.Part(file_data=types.FileData(file_uri=info["uri"], mime_type=info["mime_type"]))
+        uploaded = self.client.files.upload(
+            file=path, config=types.UploadFileConfig(mime_type=mime_type, display_name=os.path.basename(path))
+        )
+        active = self._wait_active(uploaded, path)
+        self.uploaded += 1
+        self.store.set(
+            key, json.dumps({"name": active.name, "uri": active.uri, "mime_type": active.mime_type or mime_type}),
+            ex=REUSE_SECONDS,
+        )
+        return active
+
+    def _wait_active(self, file: types.File, path: str) -> types.File:
+        deadline = time.monotonic() + self.active_timeout
+        current = file
+        while True:
+            state = getattr(current.state, "name", str(current.state))
+            if state == "ACTIVE":
+                return current
+            if state == "FAILED":
+                detail = current.error.message if current.error else "no detail"
+                raise GeminiCallFailed(CallError(kind=PERSISTENT, status="FAILED_PRECONDITION",
+                                                 message=f"Files API could not process {path}: {detail}"))
+            if time.monotonic() > deadline:
+                raise GeminiCallFailed(CallError(kind=TRANSIENT, status="DEADLINE_EXCEEDED",
+                                                 message=f"{path} was still {state} after {self.active_timeout:.0f}s"))
+            time.sleep(self.poll_interval)
+            current = self.client.files.get(name=current.name)

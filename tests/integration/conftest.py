@@ -1,0 +1,86 @@
+"""Integration fixtures: real redis-server + the emulator over HTTP + a real Celery worker in-process.
+
+The worker runs Celery's own WorkController (``start_worker``) with the threads pool, consuming both
+queues; the SDK talks HTTP to the emulator through ``GOOGLE_GEMINI_BASE_URL`` exactly as it would to Google.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+KEY_SECRETS = {f"GEMINI_API_KEY_{i}": f"emu-secret-{i:02d}-abcdefghijklmnop" for i in range(1, 5)}
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    from gemini_tasks.emulator.runner import EmulatorThread
+
+    emu = EmulatorThread().start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+@pytest.fixture(scope="session")
+def fleet_env(redis_url, emulator):
+    """Process environment for the client and the in-process worker."""
+    saved = dict(os.environ)
+    for name in list(os.environ):
+        if name.startswith("GEMINI_API_KEY"):
+            del os.environ[name]
+    os.environ.update(KEY_SECRETS)
+    os.environ.update({
+        "REDIS_URL": redis_url,
+        "GOOGLE_GEMINI_BASE_URL": emulator.url,
+        "GEMINI_TASKS_REQUEST_TIMEOUT": "5",
+        "GEMINI_TASKS_VISIBILITY_TIMEOUT": "120",
+    })
+    from gemini_tasks.settings import get_settings
+
+    get_settings.cache_clear()
+    yield os.environ
+    os.environ.clear()
+    os.environ.update(saved)
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def celery_app(fleet_env, redis_url):
+    from gemini_tasks.celery_app import app
+
+    app.conf.update(broker_url=redis_url, result_backend=redis_url, broker_connection_retry_on_startup=True)
+    return app
+
+
+@pytest.fixture(scope="session")
+def worker(celery_app):
+    from celery.contrib.testing.worker import start_worker
+
+    import gemini_tasks.tasks  # noqa: F401 - register the tasks
+
+    with start_worker(celery_app, pool="threads", concurrency=8, perform_ping_check=False,
+                      queues=["interactive", "batch"], shutdown_timeout=30, loglevel="WARNING") as w:
+        yield w
+
+
+@pytest.fixture
+def emu(emulator):
+    """The emulator's control client, reset to defaults for each test."""
+    control = emulator.control
+    control.reset()
+    yield control
+    control.clear_faults()
+
+
+@pytest.fixture
+def manager_factory(fleet_env, pool_name):
+    from gemini_tasks.keys import AdvancedApiKeyManager
+
+    def make(keys=4, **kw):
+        kw.setdefault("pool", pool_name)
+        return AdvancedApiKeyManager(keys, **kw)
+
+    return make
