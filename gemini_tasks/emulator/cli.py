@@ -40,6 +40,7 @@ def emulator(
 ) -> None:
     """Run a local Gemini API emulator (real HTTP, the SDK's wire protocol)."""
     from .server import run  # aiohttp imported only when the command actually runs
+    from .state import ConfigError, validate
 
     config: dict[str, Any] = {}
     if config_path:
@@ -51,6 +52,11 @@ def emulator(
         config["latency_seconds"] = latency
     if seed is not None:
         config["seed"] = seed
+
+    try:
+        validate(config)
+    except ConfigError as exc:
+        raise click.ClickException(f"invalid emulator config: {exc}") from None
 
     logger = logging.getLogger("gemini_tasks.emulator")
     if not logger.handlers:

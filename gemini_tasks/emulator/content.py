@@ -13,14 +13,16 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import wire
 
 # An emulator (or real Gemini) file URI: .../v1*/files/{id}, or a bare "files/{id}".
 _FILE_URI_RE = re.compile(r"^(?:(?:https?://([^/]+))?(?:/[^?#]*)?/v1\w*/)?files/([a-z0-9-]{1,40})$")
 _REAL_FILE_HOSTS = frozenset({"generativelanguage.googleapis.com"})
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "[::1]", "0.0.0.0"})
 
 TEXT_CHARS_PER_TOKEN = 4
 IMAGE_TOKENS = 258
@@ -112,6 +114,10 @@ def emulator_file_id(uri: str, host: str) -> str | None:
         return None
     uri_host = m.group(1)
     if uri_host is None or uri_host == host or uri_host in _REAL_FILE_HOSTS:
+        return m.group(2)
+    # Same emulator reached under another loopback name (localhost vs 127.0.0.1).
+    name, _, port = uri_host.rpartition(":")
+    if name in _LOOPBACK and port == host.rpartition(":")[2] and host.rpartition(":")[0] in _LOOPBACK:
         return m.group(2)
     return None
 

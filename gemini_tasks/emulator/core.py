@@ -104,9 +104,7 @@ class Emulator:
             base += self.rng.uniform(0.0, jitter)
         return base
 
-    async def apply_faults(
-        self, request: web.Request, facts: RequestFacts, entry: dict[str, Any]
-    ) -> Rule | None:
+    async def apply_faults(self, request: web.Request, facts: RequestFacts, entry: dict[str, Any]) -> Rule | None:
         """Sleep for global latency and latency/hang rules; return the terminal rule to act on.
 
         `status`, `reset` and `hang ... then close|reset` are carried out here (they raise or

@@ -61,9 +61,7 @@ async def upload_start(
     if declared is None and spec.get("size_bytes") is not None:
         declared = int(spec["size_bytes"])
     mime = (
-        spec.get("mime_type")
-        or request.headers.get("X-Goog-Upload-Header-Content-Type")
-        or "application/octet-stream"
+        spec.get("mime_type") or request.headers.get("X-Goog-Upload-Header-Content-Type") or "application/octet-stream"
     )
     base = f"{request.scheme}://{request.host}{prefix}"
     session = UploadSession(
@@ -121,9 +119,7 @@ async def upload_chunk(
 
     offset = _int_header(request, "X-Goog-Upload-Offset")
     if offset is not None and offset != session.received:
-        raise wire.ApiError(
-            400, f"Invalid upload offset {offset}: the server has received {session.received} bytes."
-        )
+        raise wire.ApiError(400, f"Invalid upload offset {offset}: the server has received {session.received} bytes.")
     n = 0
     hasher = session.hasher
     async for data in request.content.iter_chunked(1 << 20):
@@ -195,9 +191,7 @@ async def files_get(emu: Emulator, request: web.Request, entry: dict[str, Any], 
     return json_response(f.to_json())
 
 
-async def files_delete(
-    emu: Emulator, request: web.Request, entry: dict[str, Any], file_id: str
-) -> web.StreamResponse:
+async def files_delete(emu: Emulator, request: web.Request, entry: dict[str, Any], file_id: str) -> web.StreamResponse:
     ident = emu.authenticate(request, entry)
     entry["file"] = file_id
     await emu.apply_faults(

@@ -37,8 +37,13 @@ async def handle(
     entry["model"] = model
     ident = emu.authenticate(request, entry)
 
+    limit = emu.config["max_request_mb"] * 1024 * 1024
+    if (request.content_length or 0) > limit:
+        raise wire.ApiError(400, f"Request payload size exceeds the limit: {limit} bytes.")
     raw = await request.read()
     entry["bytes_in"] = len(raw)
+    if len(raw) > limit:
+        raise wire.ApiError(400, f"Request payload size exceeds the limit: {limit} bytes.")
     try:
         body = json.loads(raw) if raw else {}
     except ValueError:
@@ -91,9 +96,7 @@ async def handle(
             raise wire.file_not_active(ref.file_id)
 
     if method == "countTokens":
-        return json_response(
-            {"totalTokens": summary.prompt_tokens, "promptTokensDetails": summary.tokens_details()}
-        )
+        return json_response({"totalTokens": summary.prompt_tokens, "promptTokensDetails": summary.tokens_details()})
 
     emu.check_quota(ident, model, summary.prompt_tokens)
 

@@ -125,4 +125,3 @@ class QuotaBook:
                 }
             )
         return out
-

@@ -68,7 +68,7 @@ class EmulatorProcess:
             raise RuntimeError("emulator not started")
         return EmulatorControl(self.url)
 
-    def start(self) -> "EmulatorProcess":
+    def start(self) -> EmulatorProcess:
         cmd = [self.python, "-m", "gemini_tasks.emulator", "--host", self.host, "--port", str(self.port)]
         if self.config is not None:
             fd, self._config_path = tempfile.mkstemp(prefix="emulator-", suffix=".json")
@@ -161,7 +161,7 @@ class EmulatorProcess:
             self._stderr_file.close()
             self._stderr_file = None
 
-    def __enter__(self) -> "EmulatorProcess":
+    def __enter__(self) -> EmulatorProcess:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -196,7 +196,7 @@ class EmulatorThread:
 
         return self.app[EMULATOR] if self.app is not None else None
 
-    def start(self, timeout: float = 10.0) -> "EmulatorThread":
+    def start(self, timeout: float = 10.0) -> EmulatorThread:
         self._thread = threading.Thread(target=self._main, name="gemini-emulator", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
@@ -240,9 +240,8 @@ class EmulatorThread:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def __enter__(self) -> "EmulatorThread":
+    def __enter__(self) -> EmulatorThread:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
-

@@ -12,7 +12,8 @@ import logging
 import re
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -31,6 +32,7 @@ _UPLOAD_RE = re.compile(r"^(?P<prefix>.*?)/upload/(?P<version>v1\w*)/files$")
 _FILE_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/files/(?P<id>[^/:]+)$")
 _FILES_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/files$")
 
+MAX_BODY_BYTES = 1024 * 1024 * 1024
 _ERROR_HEADERS = {"Content-Type": wire.JSON_CT}
 _UPLOAD_ERROR_HEADERS = {"Content-Type": wire.JSON_CT, "X-Goog-Upload-Status": "final"}
 
@@ -97,6 +99,9 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         peer = transport.get_extra_info("peername")
         if peer:
             entry["client_port"] = peer[1]  # identifies the TCP connection: keep-alive is visible
+    server_timeout = request.headers.get("X-Server-Timeout")
+    if server_timeout is not None:
+        entry["server_timeout"] = server_timeout  # the SDK sends ceil(timeout seconds)
     emu.in_flight += 1
     resp: web.StreamResponse
     try:
@@ -106,17 +111,15 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         resp = await handler
         entry["status"] = resp.status
     except wire.ApiError as err:
-        headers = _UPLOAD_ERROR_HEADERS if entry["endpoint"].startswith("upload") else _ERROR_HEADERS
-        if err.headers:
-            headers = {**headers, **err.headers}
-        resp = web.Response(body=wire.dumps(err.body()), status=err.code, headers=headers)
-        entry["status"] = err.code
-        entry["quota"] = err.quota
-        if err.code >= 500 or err.quota:
-            log.debug("%s %s -> %s (%s)", request.method, path, err.code, entry["key_label"])
+        resp = _error_response(err, entry)
     except ConnectionAborted:
         entry["status"] = 0  # no response at all
         resp = web.Response(status=500)  # never reaches the client: the transport is gone
+    except (asyncio.CancelledError, web.HTTPException):
+        raise
+    except Exception:  # a bug in the emulator: still answer like Google would, and say so loudly
+        log.exception("emulator bug handling %s %s", request.method, path)
+        resp = _error_response(wire.ApiError(500), entry)
     finally:
         emu.in_flight -= 1
         entry["duration"] = time.perf_counter() - t0
@@ -127,10 +130,20 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def _error_response(err: wire.ApiError, entry: dict[str, Any]) -> web.Response:
+    headers = _UPLOAD_ERROR_HEADERS if entry["endpoint"].startswith("upload") else _ERROR_HEADERS
+    if err.headers:
+        headers = {**headers, **err.headers}
+    entry["status"] = err.code
+    entry["quota"] = err.quota
+    return web.Response(body=wire.dumps(err.body()), status=err.code, headers=headers)
+
+
 def create_app(config: dict[str, Any] | None = None) -> web.Application:
     """A fresh emulator application; `config` is the start-up config (reset() returns to it)."""
     emu = Emulator(config)
-    app = web.Application(client_max_size=emu.config["max_request_mb"] * 1024 * 1024)
+    # The per-request limit is checked in the handler against the live config; this is a backstop.
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[EMULATOR] = emu
     app.router.add_route("*", "/{tail:.*}", _dispatch)
     return app

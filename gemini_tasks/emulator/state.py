@@ -37,7 +37,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # responses and log
     "echo_max_chars": 200,
     "log_max": 100000,
-    "max_request_mb": 256,
+    "max_request_mb": 100,  # generateContent body limit (real inline limit: 20 MB, raised to 100 MB)
 }
 
 _NUMBER_FIELDS = {

@@ -54,9 +54,7 @@ def _voice_name(voice_config: Any, where: str, strict: bool) -> str | None:
     if name is None:
         return None
     if strict and str(name).lower() not in _VOICE_INDEX:
-        raise _invalid(
-            f"Voice name '{name}' is not supported. Supported voices are: {', '.join(VOICES)}."
-        )
+        raise _invalid(f"Voice name '{name}' is not supported. Supported voices are: {', '.join(VOICES)}.")
     return str(name)
 
 
@@ -133,7 +131,19 @@ def pcm(seconds: float, rate: int, period: int) -> bytes:
 def wav_header(data_len: int, rate: int) -> bytes:
     return struct.pack(
         "<4sI4s4sIHHIIHH4sI",
-        b"RIFF", 36 + data_len, b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16, b"data", data_len,
+        b"RIFF",
+        36 + data_len,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        rate,
+        rate * 2,
+        2,
+        16,
+        b"data",
+        data_len,
     )
 
 

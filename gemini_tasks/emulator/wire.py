@@ -80,6 +80,7 @@ def b64decode_any(data: str) -> bytes:
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
+
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -116,7 +117,7 @@ def rfc3339(epoch: float) -> str:
 
 
 def bare_model(model_path: str) -> str:
-    """"models/gemini-2.5-flash" -> "gemini-2.5-flash" ("tunedModels/x" stays as it is)."""
+    """ "models/gemini-2.5-flash" -> "gemini-2.5-flash" ("tunedModels/x" stays as it is)."""
     return model_path[7:] if model_path.startswith("models/") else model_path
 
 

@@ -20,6 +20,7 @@ from google.genai import types  # noqa: E402
 
 from gemini_tasks.emulator.runner import EmulatorThread  # noqa: E402
 
+
 @pytest.fixture(scope="session")
 def emulator_thread():
     emu = EmulatorThread().start()
@@ -65,3 +66,14 @@ def make_client(emu):
 def client(make_client):
     return make_client()
 
+
+@pytest.fixture(autouse=True)
+def no_server_errors(caplog):
+    """Fail any test during which the emulator (or aiohttp under it) logged an error: a bug."""
+    yield
+    bad = [
+        r
+        for r in caplog.get_records("call")
+        if r.levelno >= 40 and r.name.startswith(("aiohttp", "gemini_tasks.emulator"))
+    ]
+    assert not bad, [r.getMessage() for r in bad]

@@ -98,7 +98,9 @@ def test_latency_rule_and_global_latency(client, ctl):
 
 
 def test_latency_combines_with_a_terminal_fault(client, ctl):
-    ctl.add_faults([{"action": "latency", "seconds": 0.15, "times": 1}, {"action": "status", "status": 503, "times": 1}])
+    ctl.add_faults(
+        [{"action": "latency", "seconds": 0.15, "times": 1}, {"action": "status", "status": 503, "times": 1}]
+    )
     t0 = time.perf_counter()
     with pytest.raises(errors.ServerError):
         _ask(client)

@@ -89,9 +89,7 @@ def test_other_project_and_unknown_files_are_403(make_client, ctl):
 
 
 def test_delete_and_list(client, ctl):
-    names = [
-        client.files.upload(file=io.BytesIO(b"x" * n), config={"mime_type": "text/plain"}).name for n in (1, 2, 3)
-    ]
+    names = [client.files.upload(file=io.BytesIO(b"x" * n), config={"mime_type": "text/plain"}).name for n in (1, 2, 3)]
     listed = list(client.files.list(config={"page_size": 2}))
     assert sorted(f.name for f in listed) == sorted(names)
     assert client.files.delete(name=names[0]) is not None
@@ -187,9 +185,13 @@ def test_upload_protocol_details(emu):
     assert r.headers["x-goog-upload-status"] == "active"
     r = httpx2.post(url, headers={"X-Goog-Upload-Command": "query"})
     assert r.headers["x-goog-upload-size-received"] == "3"
-    r = httpx2.post(url, headers={"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "1"}, content=b"def")
+    r = httpx2.post(
+        url, headers={"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "1"}, content=b"def"
+    )
     assert r.status_code == 400 and r.headers["x-goog-upload-status"] == "final"
-    r = httpx2.post(url, headers={"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "3"}, content=b"def")
+    r = httpx2.post(
+        url, headers={"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "3"}, content=b"def"
+    )
     assert r.status_code == 200 and r.headers["x-goog-upload-status"] == "final"
     f = r.json()["file"]
     assert f["displayName"] == "camel" and f["sizeBytes"] == "6" and f["state"] == "PROCESSING"

@@ -134,9 +134,7 @@ def test_bad_base64_and_bad_json_are_400(emu):
 
 @pytest.mark.parametrize("version", ["v1", "v1beta", "v1alpha"])
 def test_any_v1_version_prefix(emu, make_client, version):
-    c = genai.Client(
-        api_key="k", http_options=types.HttpOptions(base_url=emu.url, api_version=version, timeout=5000)
-    )
+    c = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=emu.url, api_version=version, timeout=5000))
     assert c.models.generate_content(model=MODEL, contents="hi").text.endswith(":: hi")
     c.close()
 
@@ -237,3 +235,24 @@ def test_async_client_aiohttp_backend(client, ctl):
         await client.aio.aclose()
 
     asyncio.run(main())
+
+
+def test_request_size_limit_and_server_timeout_header(client, ctl):
+    ctl.configure(max_request_mb=1)
+    big = types.Part.from_bytes(data=b"\x00" * (1024 * 1024), mime_type="image/png")
+    with pytest.raises(errors.ClientError) as ei:
+        client.models.generate_content(model=MODEL, contents=["too big", big])
+    assert ei.value.code == 400 and "payload size exceeds" in ei.value.message
+    client.models.generate_content(model=MODEL, contents="small")
+    assert ctl.log()[-1]["server_timeout"] == "5"  # timeout=5000 ms -> X-Server-Timeout: 5
+
+
+def test_file_uri_under_another_loopback_name(client, ctl):
+    import io
+
+    f = client.files.upload(file=io.BytesIO(b"abc"), config={"mime_type": "text/plain"})
+    uri = f.uri.replace("127.0.0.1", "localhost")
+    part = types.Part(file_data=types.FileData(file_uri=uri, mime_type="text/plain"))
+    with pytest.raises(errors.ClientError) as ei:  # recognised as ours: not ACTIVE yet
+        client.models.generate_content(model=MODEL, contents=[part])
+    assert ei.value.status == "FAILED_PRECONDITION"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from emu_helpers import MODEL
-from google.genai import types
+from google.genai import errors, types
 
 from gemini_tasks.emulator.control import EmulatorControlError
 
@@ -23,7 +23,9 @@ def test_log_entry_records_parts_in_order(client, ctl):
                     file_data=types.FileData(file_uri=f.uri, mime_type="video/mp4"),
                     video_metadata=types.VideoMetadata(start_offset="2s", end_offset="4s"),
                 ),
-                types.Part(file_data=types.FileData(file_uri="https://www.youtube.com/watch?v=q", mime_type="video/mp4")),
+                types.Part(
+                    file_data=types.FileData(file_uri="https://www.youtube.com/watch?v=q", mime_type="video/mp4")
+                ),
                 types.Part(text="and finally this"),
             ],
         )
@@ -82,7 +84,7 @@ def test_stats(make_client, ctl):
     make_client("s1").models.generate_content(model=MODEL, contents="x")
     make_client("s2").models.generate_content(model="gemini-2.5-pro", contents="x")
     ctl.add_fault(action="status", status=503, times=1)
-    with pytest.raises(Exception):
+    with pytest.raises(errors.ServerError):
         make_client("s2").models.generate_content(model=MODEL, contents="x")
     s = ctl.stats()
     assert s["total"] == 3 and s["ok"] == 2 and s["errors"] == 1

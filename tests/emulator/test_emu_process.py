@@ -12,7 +12,7 @@ from emu_helpers import MODEL
 from google import genai
 from google.genai import errors, types
 
-from gemini_tasks.emulator.runner import EmulatorProcess
+from gemini_tasks.emulator.runner import EmulatorProcess, EmulatorStartError
 
 
 def test_subprocess_emulator_scripted_from_this_process():
@@ -52,8 +52,9 @@ def test_start_failure_kills_the_child(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"no_such_field": 1}')
     emu = EmulatorProcess(extra_args=["--config", str(bad)], start_timeout=10)
-    with pytest.raises(Exception):
+    with pytest.raises(EmulatorStartError) as ei:
         emu.start()
+    assert "no_such_field" in str(ei.value)  # the child's stderr is in the message
     assert emu.proc is not None and emu.proc.poll() is not None
 
 
