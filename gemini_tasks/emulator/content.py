@@ -131,8 +131,14 @@ def summarize(
     """Walk `contents` (already normalised to snake_case); raise ApiError on undecodable data."""
     if isinstance(contents, dict):
         contents = [contents]
-    if not isinstance(contents, list) or not contents:
+    if contents is None or contents == []:
         raise wire.ApiError(400, "* GenerateContentRequest.contents: contents is not specified\n")
+    if not isinstance(contents, list):
+        raise wire.ApiError(
+            400,
+            "Invalid value at 'contents' (type.googleapis.com/google.ai.generativelanguage.v1beta.Content), "
+            + json.dumps(contents)[:100],
+        )
     s = Summary()
     desc: list[Any] = []
     text_chars = 0

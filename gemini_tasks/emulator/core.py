@@ -155,6 +155,8 @@ class Emulator:
             if message:
                 err.message = message
             return err
+        if code == 502 and message is None:
+            return wire.bad_gateway()
         if code == 404 and message is None:
             m = wire.VERSION_RE.search(request.path)
             return wire.model_not_found(model, m.group(1) if m else "v1beta")

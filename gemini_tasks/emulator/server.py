@@ -136,6 +136,9 @@ def _error_response(err: wire.ApiError, entry: dict[str, Any]) -> web.Response:
         headers = {**headers, **err.headers}
     entry["status"] = err.code
     entry["quota"] = err.quota
+    if err.html is not None:
+        headers = {**headers, "Content-Type": "text/html; charset=UTF-8"}
+        return web.Response(body=err.html, status=err.code, headers=headers)
     return web.Response(body=wire.dumps(err.body()), status=err.code, headers=headers)
 
 
@@ -155,7 +158,7 @@ def format_url(host: str, port: int) -> str:
 
 async def start_site(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
     """Set up and start a TCP site; returns the runner and the URL actually bound (port 0 resolved)."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
     await site.start()

@@ -167,6 +167,7 @@ class ApiError(Exception):
         *,
         quota: str | None = None,
         headers: dict[str, str] | None = None,
+        html: bytes | None = None,
     ) -> None:
         super().__init__(message or DEFAULT_MESSAGES.get(code, "error"))
         self.code = code
@@ -175,12 +176,25 @@ class ApiError(Exception):
         self.details = details
         self.quota = quota
         self.headers = headers
+        self.html = html  # non-JSON body (a front-end 502 page), sent as text/html
 
     def body(self) -> dict:
         err: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}
         if self.details:
             err["details"] = self.details
         return {"error": err}
+
+
+BAD_GATEWAY_HTML = (
+    b"<!DOCTYPE html>\n<html lang=en><meta charset=utf-8><title>Error 502 (Server Error)!!1</title>"
+    b"<p><b>502.</b> <ins>That\xe2\x80\x99s an error.</ins><p>The server encountered a temporary error and "
+    b"could not complete your request.<p>Please try again in 30 seconds. <ins>That\xe2\x80\x99s all we know.</ins>"
+)
+
+
+def bad_gateway() -> ApiError:
+    """A Google front-end 502: an HTML page, not the JSON envelope (the SDK's non-JSON path)."""
+    return ApiError(502, "Bad Gateway", "BAD_GATEWAY", html=BAD_GATEWAY_HTML)
 
 
 def api_key_invalid() -> ApiError:

@@ -38,6 +38,14 @@ def test_status_faults(client, ctl, status, name, exc_type):
     assert entry["status"] == status and entry["fault"] == "status"
 
 
+def test_502_is_an_html_page(client, ctl):
+    ctl.add_fault(action="status", status=502, times=1)
+    with pytest.raises(errors.ServerError) as ei:
+        _ask(client)
+    assert ei.value.code == 502 and ei.value.status == "Bad Gateway"  # the SDK's non-JSON path
+    assert "502." in ei.value.message
+
+
 def test_429_fault_with_quota_kind_and_delay(client, ctl):
     ctl.add_fault(action="status", status=429, quota_kind="day", times=1)
     ctl.add_fault(action="status", status=429, retry_delay="2.5s", times=1)

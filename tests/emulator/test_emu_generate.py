@@ -149,6 +149,7 @@ def test_base_url_path_prefix_and_env_var(emu, ctl, monkeypatch):
     assert ctl.log()[-1]["path"] == f"/proxy/gemini/v1beta/models/{MODEL}:generateContent"
 
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", emu.url)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)  # it would win over GEMINI_API_KEY
     monkeypatch.setenv("GEMINI_API_KEY", "env-key")
     c = genai.Client(http_options=types.HttpOptions(api_version="v1beta", timeout=5000))
     assert c.models.generate_content(model=MODEL, contents="via env").text.endswith(":: via env")
