@@ -28,7 +28,7 @@ ACTIONS = frozenset(
     }
 )
 # Actions that only make sense for a generateContent-style answer.
-GENERATE_ONLY = frozenset({"blocked", "safety_finish", "empty", "stream_error"})
+GENERATE_ONLY = frozenset({"blocked", "safety_finish", "empty", "stream_error", "malformed"})
 GENERATE_ENDPOINTS = frozenset({"generateContent", "streamGenerateContent"})
 
 _MATCHERS = ("model", "key_label", "project", "prompt_contains", "path_contains", "endpoint", "method")
