@@ -211,7 +211,7 @@ def test_keep_alive_and_low_latency(client, ctl):
     for i in range(20):
         client.models.generate_content(model=MODEL, contents=f"ping {i}")
     per_call = (time.perf_counter() - t0) / 20
-    assert per_call < 0.02, per_call
+    assert per_call < 0.035, per_call  # Nagle + delayed ACK would cost ~40 ms per call
     assert len({e["client_port"] for e in ctl.log()}) == 1
 
 
