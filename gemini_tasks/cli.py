@@ -1,0 +1,427 @@
+"""The ``gemini-tasks`` command (click): demo, worker, submit/collect, keys, tts, emulator, metrics.
+
+Imports of Celery and the app are deferred to the commands, so ``demo`` can set up its environment (a
+private Redis, the emulator) before the Celery app reads its configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+console = Console(stderr=True)
+
+
+def _reload_settings() -> None:
+    from gemini_tasks.settings import get_settings
+
+    get_settings.cache_clear()
+
+
+def _point_app_at(redis_url: str) -> None:
+    """Make the (possibly already imported) Celery app use ``redis_url`` for broker and results."""
+    from gemini_tasks.celery_app import app
+
+    app.conf.update(broker_url=os.environ.get("CELERY_BROKER_URL") or redis_url,
+                    result_backend=os.environ.get("CELERY_RESULT_BACKEND") or redis_url)
+
+
+def keys_table(summary: dict[str, dict[str, Any]], title: str = "API keys") -> Table:
+    """The key pool as a table: state, cooldown left, lease, counts (ids only, never secrets)."""
+    colours = {"AVAILABLE": "green", "COOLDOWN": "yellow", "TEMPORARILY_EXHAUSTED": "dark_orange",
+               "FULLY_EXHAUSTED": "red", "FAILED_INIT": "bold red"}
+    show_project = any((s.get("project") or key_id) != key_id for key_id, s in summary.items())
+    show_holder = any(s.get("assigned_worker") for s in summary.values())
+    table = Table(title=title)
+    columns = ["key id", "category", *(["project"] if show_project else []), "state", "free in", "leases",
+               *(["lease holder"] if show_holder else []), "calls", "429s run/total"]
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for key_id, s in summary.items():
+        st = s["status"]
+        wait = s.get("available_in_seconds") or 0
+        row = [key_id, s["category"], *([s.get("project") or ""] if show_project else []),
+               f"[{colours.get(st, 'white')}]{st}[/]", f"{wait:.1f}s" if wait else "-", str(s.get("active_leases", 0)),
+               *([s.get("assigned_worker") or "-"] if show_holder else []), str(s.get("admissions", 0)),
+               f"{s['exhausted_count']}/{s['total_exhausted_count']}"]
+        table.add_row(*(escape(str(x)) if not str(x).startswith("[") or x is key_id else x for x in row))
+    return table
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gemini-tasks")
+def main() -> None:
+    """Gemini generation and text-to-speech on a Celery fleet sharing one Redis key pool."""
+
+
+# --------------------------------------------------------------------------------------------- worker
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("-Q", "--queues", default="interactive,batch", show_default=True, help="queues to consume")
+@click.option("-P", "--pool", default="threads", show_default=True,
+              type=click.Choice(["threads", "prefork", "gevent", "solo"]), help="Celery pool (see workers/README.md)")
+@click.option("-c", "--concurrency", default=32, show_default=True, help="calls in flight per worker")
+@click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.pass_context
+def worker(ctx: click.Context, queues: str, pool: str, concurrency: int, loglevel: str) -> None:
+    """Run a worker (``celery -A gemini_tasks worker`` with sane defaults; extra args pass through)."""
+    name = f"{queues.split(',')[0]}-{secrets.token_hex(3)}@%h"
+    args = [sys.executable, "-m", "celery", "-A", "gemini_tasks", "worker", "-Q", queues, "-P", pool,
+            "-c", str(concurrency), "-n", name, "-l", loglevel, "-E", *ctx.args]
+    os.execv(sys.executable, args)
+
+
+# --------------------------------------------------------------------------------------------- keys
+@main.command()
+@click.option("--pool", default=None, help="pool name (default GEMINI_TASKS_POOL or 'default')")
+@click.option("--json", "as_json", is_flag=True, help="print the status as JSON")
+@click.option("--reset", "reset_ids", multiple=True, help="put a key back to AVAILABLE (e.g. after fixing it)")
+@click.option("--watch", type=float, default=None, help="refresh every N seconds")
+def keys(pool: str | None, as_json: bool, reset_ids: tuple[str, ...], watch: float | None) -> None:
+    """The key pool's state: status, time until free, leases, exhaustion counts."""
+    from gemini_tasks.keys import KeyPool, summarize
+    from gemini_tasks.redis_conn import get_redis
+    from gemini_tasks.settings import get_settings
+
+    s = get_settings()
+    kp = KeyPool(get_redis(s.keys_redis_url), pool or s.pool)
+    for key_id in reset_ids:
+        kp.reset_key(key_id)
+        console.print(f"{key_id}: reset to AVAILABLE")
+    while True:
+        summary = summarize(kp.status())
+        if as_json:
+            click.echo(json.dumps(summary, indent=2))
+        elif not summary:
+            console.print(f"pool {kp.pool!r} has no registered keys (start an application that builds an "
+                          "AdvancedApiKeyManager, or a worker)")
+        else:
+            Console().print(keys_table(summary, f"pool {kp.pool!r}"))
+        if watch is None:
+            return
+        time.sleep(watch)
+
+
+# --------------------------------------------------------------------------------------------- submit / collect
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    items = []
+    with path.open() as handle:
+        for n, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise click.BadParameter(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+            if isinstance(obj, str):
+                obj = {"prompt": obj}
+            if not isinstance(obj, dict):
+                raise click.BadParameter(f"{path}:{n}: each line must be a JSON object or string")
+            obj.setdefault("metadata", {})
+            obj["metadata"].setdefault("line", n)
+            items.append(obj)
+    return items
+
+
+def _done_lines(output: Path) -> set[int]:
+    done: set[int] = set()
+    if output.exists():
+        for line in output.read_text().splitlines():
+            try:
+                done.add(int(json.loads(line)["line"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+    return done
+
+
+def _make_manager(keys_spec: str, paid: str | None, pool: str | None):
+    from gemini_tasks.keys import AdvancedApiKeyManager
+
+    spec: Any = keys_spec
+    if "," in keys_spec:
+        spec = [k.strip() for k in keys_spec.split(",") if k.strip()]
+    elif keys_spec.isdigit():
+        spec = int(keys_spec)
+    paid_spec: Any = None if not paid else ("all" if paid == "all" else [p.strip() for p in paid.split(",")])
+    return AdvancedApiKeyManager(spec, paid_keys=paid_spec, pool=pool)
+
+
+def _write_results(output: Path, state_path: Path, pending: dict[str, int], processor: Any,
+                   show_progress: bool) -> int:
+    """Wait for ``pending`` task ids, appending each answer to ``output`` as it arrives (resumable)."""
+    from celery.result import AsyncResult, ResultSet
+
+    from gemini_tasks.celery_app import app
+    from gemini_tasks.processors import to_result_tuple
+
+    errors = 0
+    results = ResultSet([AsyncResult(tid, app=app) for tid in pending])
+    progress = None
+    if show_progress and pending:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+        progress = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TimeRemainingColumn(), console=console)
+        progress.start()
+        bar = progress.add_task("results", total=len(pending))
+    with output.open("a") as out:
+        def on_result(task_id: str, value: Any) -> None:
+            nonlocal errors
+            meta, response, error = to_result_tuple(value)
+            if hasattr(response, "model_dump"):
+                response = response.model_dump(mode="json", exclude_none=True)
+            line = pending.pop(task_id, meta.get("line"))
+            errors += error is not None
+            out.write(json.dumps({"line": line, "metadata": meta, "response": response, "error": error}) + "\n")
+            out.flush()
+            state_path.write_text(json.dumps({"pending": pending}))
+            if progress:
+                progress.advance(bar)
+
+        try:
+            results.join_native(propagate=False, callback=on_result, interval=0.2)
+        finally:
+            if progress:
+                progress.stop()
+    return errors
+
+
+def _sort_output(output: Path) -> None:
+    rows = [json.loads(line) for line in output.read_text().splitlines() if line.strip()]
+    rows.sort(key=lambda r: (r.get("line") is None, r.get("line") or 0))
+    tmp = output.with_suffix(output.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.replace(output)
+
+
+@main.command()
+@click.argument("prompts", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="results file (JSONL); re-running skips prompts already answered there")
+@click.option("-m", "--model", default="gemini-2.5-flash", show_default=True)
+@click.option("--keys", "keys_spec", default="all", show_default=True, help="'all', N, '1-15' or NAME,NAME")
+@click.option("--paid", default=None, help="'all' or NAME,NAME")
+@click.option("--pool", default=None)
+@click.option("--max-workers", default=8, show_default=True, help="calls in flight for this batch, fleet-wide")
+@click.option("--api-call-interval", default=0.0, show_default=True, help="seconds between any two calls")
+@click.option("--worker-cooldown", default=0.0, show_default=True, help="seconds a slot rests after a call")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | None, pool: str | None,
+           max_workers: int, api_call_interval: float, worker_cooldown: float, progress: bool) -> None:
+    """Run every prompt of a JSONL file on the fleet and write results (JSONL, in input order).
+
+    Each line is a prompt dict as the Python API takes it (prompt, metadata, media paths/URLs,
+    generation_config), or a bare string. Interrupt and re-run at will: answered prompts are skipped and
+    prompts already submitted are collected rather than submitted again.
+    """
+    from gemini_tasks.processors import GeminiParallelProcessor
+
+    items = _read_jsonl(prompts)
+    state_path = output.with_name(output.name + ".state.json")
+    done = _done_lines(output)
+    pending: dict[str, int] = {}
+    if state_path.exists():
+        pending = {tid: int(line) for tid, line in json.loads(state_path.read_text()).get("pending", {}).items()
+                   if int(line) not in done}
+    in_flight = set(pending.values())
+    todo = [p for p in items if p["metadata"]["line"] not in done and p["metadata"]["line"] not in in_flight]
+    console.print(f"{len(items)} prompt(s): {len(done)} done, {len(in_flight)} still in flight from an earlier "
+                  f"run, {len(todo)} to submit")
+    processor = GeminiParallelProcessor(_make_manager(keys_spec, paid, pool), model,
+                                        worker_cooldown_seconds=worker_cooldown, api_call_interval=api_call_interval,
+                                        max_workers=max_workers)
+    if todo:
+        from celery.result import GroupResult
+
+        from gemini_tasks.celery_app import app
+
+        handle = processor.submit(todo)
+        group_result = GroupResult.restore(handle.group_id, app=app)
+        assert group_result is not None
+        for item, child in zip(todo, group_result.results):
+            pending[child.id] = item["metadata"]["line"]
+        state_path.write_text(json.dumps({"pending": pending}))
+        console.print(f"submitted as batch {handle.group_id}")
+    errors = _write_results(output, state_path, pending, processor, progress)
+    _sort_output(output)
+    state_path.unlink(missing_ok=True)
+    console.print(f"wrote {output} ({len(items)} result(s), {errors} error(s) in this run)")
+
+
+@main.command()
+@click.argument("group_id")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write JSONL here instead of standard output")
+@click.option("--timeout", type=float, default=None)
+def collect(group_id: str, output: Path | None, timeout: float | None) -> None:
+    """Wait for a submitted batch (by its group id) and print its results in input order."""
+    from gemini_tasks.processors import GeminiParallelProcessor
+
+    processor = GeminiParallelProcessor.__new__(GeminiParallelProcessor)  # collecting needs no key pool
+    rows = processor.collect(group_id, timeout=timeout, progress=sys.stderr.isatty())
+    lines = []
+    for meta, response, error in rows:
+        if hasattr(response, "model_dump"):
+            response = response.model_dump(mode="json", exclude_none=True)
+        lines.append(json.dumps({"metadata": meta, "response": response, "error": error}))
+    text = "\n".join(lines) + ("\n" if lines else "")
+    if output:
+        output.write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+# --------------------------------------------------------------------------------------------- tts
+@main.command()
+@click.argument("text")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="WAV file to write")
+@click.option("--voice", default="Kore", show_default=True)
+@click.option("--style", default=None, help="style prompt, e.g. 'Say cheerfully'")
+@click.option("--model", default="flash", show_default=True, help="'flash', 'pro' or a model id")
+@click.option("--keys", "keys_spec", default="all", show_default=True)
+def tts(text: str, output: str, voice: str, style: str | None, model: str, keys_spec: str) -> None:
+    """Speak TEXT with one of the 30 voices and write a WAV file."""
+    from gemini_tasks.tts_processor import GeminiTTSProcessor
+
+    proc = GeminiTTSProcessor(_make_manager(keys_spec, None, None), model=model, default_voice=voice)
+    audio = proc.generate_speech(text, voice=voice, style_prompt=style, output_file=output)
+    if audio is None:
+        raise click.ClickException(f"TTS failed: {proc.last_error}")
+    console.print(f"wrote {output} ({len(audio)} bytes of PCM)")
+
+
+# --------------------------------------------------------------------------------------------- metrics
+@main.command()
+@click.option("--port", default=9808, show_default=True)
+@click.option("--pool", "pools", multiple=True, help="pools to export (default: GEMINI_TASKS_POOL or 'default')")
+def metrics(port: int, pools: tuple[str, ...]) -> None:
+    """Serve Prometheus metrics for the key pool(s) and calls."""
+    from gemini_tasks import metrics as metrics_mod
+    from gemini_tasks.settings import get_settings
+
+    s = get_settings()
+    metrics_mod.serve_metrics_forever(port, list(pools) or [s.pool], s.keys_redis_url)
+
+
+def _add_emulator_command() -> None:
+    from gemini_tasks.emulator.cli import emulator
+
+    main.add_command(emulator, "emulator")
+
+
+_add_emulator_command()
+
+
+# --------------------------------------------------------------------------------------------- demo
+DEMO_PROMPTS = [
+    "What is the capital of France?",
+    "Explain quantum computing in simple terms.",
+    "Give three uses of a Redis sorted set.",
+    "Why do Celery tasks need to be idempotent with acks_late?",
+    "Summarise the plot of Hamlet in one sentence.",
+    "What is a token bucket?",
+]
+
+
+@main.command()
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="where to write the demo WAV file")
+def demo(output_dir: Path) -> None:
+    """Run the whole path on this machine with nothing configured.
+
+    Uses REDIS_URL if set, else starts a private redis-server; uses your GEMINI_API_KEY_* if set, else
+    starts the local Gemini emulator with demo keys. Starts a worker, submits a batch, a streaming request
+    and a TTS request, shows results and the key table, and stops everything it started.
+    """
+    from gemini_tasks.settings import key_env_names, load_env_file
+
+    load_env_file()
+    with ExitStack() as stack:
+        if os.environ.get("REDIS_URL"):
+            redis_url = os.environ["REDIS_URL"]
+            console.print(f"using Redis at REDIS_URL ({redis_url.split('@')[-1]})")
+        else:
+            from gemini_tasks.local_redis import RedisServer
+
+            server = stack.enter_context(RedisServer())
+            redis_url = server.url
+            os.environ["REDIS_URL"] = redis_url
+            console.print(f"started a private redis-server on port {server.port} (pid {server.proc.pid})")
+        demo_keys = not key_env_names()
+        if demo_keys:
+            from gemini_tasks.emulator.runner import EmulatorProcess
+
+            emu = stack.enter_context(EmulatorProcess())
+            os.environ["GOOGLE_GEMINI_BASE_URL"] = emu.url
+            for i in range(1, 4):
+                os.environ[f"GEMINI_API_KEY_{i}"] = f"demo-{secrets.token_hex(12)}"
+            console.print(f"no GEMINI_API_KEY_* set: started the Gemini emulator at {emu.url} (pid {emu.pid}) "
+                          "with 3 demo keys")
+        else:
+            console.print(f"using your keys: {', '.join(key_env_names())}")
+        _reload_settings()
+        _point_app_at(redis_url)
+        from gemini_tasks.local_fleet import WorkerProcess
+
+        t0 = time.monotonic()
+        w = stack.enter_context(WorkerProcess(dict(os.environ), concurrency=8))
+        console.print(f"worker {w.name} ready in {time.monotonic() - t0:.1f}s (pid {w.pid})")
+        _run_demo(output_dir, demo_keys)
+        console.print("stopping what the demo started ...")
+    console.print("[green]demo finished[/]")
+
+
+def _run_demo(output_dir: Path, demo_keys: bool) -> None:
+    from gemini_tasks import AdvancedApiKeyManager, GeminiParallelProcessor, GeminiStreamingProcessor
+    from gemini_tasks.tts_processor import GeminiTTSProcessor
+
+    pool = f"demo-{secrets.token_hex(4)}"
+    manager = AdvancedApiKeyManager("all", paid_keys=["GEMINI_API_KEY_1"] if demo_keys else None, pool=pool,
+                                    key_settings={"free": {"key_cooldown_seconds": 2}})
+    batch = GeminiParallelProcessor(manager, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0.1,
+                                    max_workers=4)
+    prompts = [{"prompt": p, "metadata": {"task_id": f"demo_{i}"}} for i, p in enumerate(DEMO_PROMPTS)]
+    t0 = time.monotonic()
+    results = batch.process_prompts(prompts, progress=False)
+    table = Table(title=f"batch of {len(prompts)} prompts in {time.monotonic() - t0:.2f}s")
+    table.add_column("task_id")
+    table.add_column("response")
+    table.add_column("error")
+    for meta, response, error in results:
+        table.add_row(escape(meta["task_id"]), escape((response or "")[:60]), escape(error or ""))
+    Console().print(table)
+
+    stream = GeminiStreamingProcessor(manager, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0)
+    stream.start()
+    try:
+        t0 = time.monotonic()
+        meta, response, error = stream.process_single({"prompt": "One streaming request, please."}, timeout=60)
+        console.print(escape(f"streaming: {response or error!r} in {1000 * (time.monotonic() - t0):.0f} ms"))
+    finally:
+        stream.stop()
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    wav = output_dir / "gemini-tasks-demo.wav"
+    tts = GeminiTTSProcessor(manager, model="flash", api_call_interval=0)
+    audio = tts.generate_speech("Hello from the gemini-tasks demo!", voice="Puck", output_file=str(wav))
+    if audio is None:
+        console.print(f"[red]TTS failed: {tts.last_error}[/]")
+    else:
+        console.print(f"TTS: wrote {wav} ({len(audio) / 48000:.2f} s of 24 kHz audio)")
+    Console().print(keys_table(manager.get_keys_status_summary(), f"key pool {pool!r}"))
+    manager.pool.clear()
+
+
+if __name__ == "__main__":
+    main()
