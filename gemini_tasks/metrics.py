@@ -1,0 +1,340 @@
+"""Prometheus metrics for the key pools and the Gemini calls the fleet makes.
+
+Two sources, both already in Redis, so any number of worker hosts add up without a push gateway and the
+exporter is one small stateless process (``gemini-tasks metrics`` or ``python -m gemini_tasks.metrics``):
+
+* the key manager's own state, read on every scrape with the ``status`` script (one ``EVALSHA`` per pool):
+  per-key state, wait, leases and exhaustion counts, and the pool's ``stats`` counters (admissions, waits by
+  reason, reports by outcome, 429s by quota kind, expired leases);
+* a per-pool hash of call counters, ``gt:{pool}:calls``, that each worker bumps once per Gemini call
+  (:func:`record_call`: one pipelined round trip of ``HINCRBY``/``HINCRBYFLOAT``): calls by model and outcome,
+  a latency histogram and token counts.
+
+Why not ``prometheus_client`` in each worker: Celery prefork children, threads and short-lived containers
+would each need a scrape target (or the multiprocess mode's shared directory); a Redis hash is one more
+cheap write on a path that already makes two Redis round trips per call.
+
+Nothing here ever sees a secret: labels are key ids (environment variable names), projects and models.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Any, Iterable, Iterator, Mapping
+
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from gemini_tasks.keys.manager import summarize
+from gemini_tasks.keys.pool import KeyPool
+from gemini_tasks.keys.states import ALL_STATES
+
+log = logging.getLogger("gemini_tasks")
+
+#: Upper bounds (seconds) of the call-latency histogram: Gemini calls run from ~0.3 s (short text) to minutes
+#: (long video, TTS), and the SDK timeout (default 120 s) is the last finite bucket worth having.
+LATENCY_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+#: The usage fields counted, as the SDK names them (``usage_dict``), and the label value each gets.
+TOKEN_FIELDS: Mapping[str, str] = {
+    "prompt_token_count": "prompt",
+    "candidates_token_count": "candidates",
+    "thoughts_token_count": "thoughts",
+    "cached_content_token_count": "cached",
+}
+CALLS_HASH = "calls"
+#: How long a discovered pool list is reused when the exporter was started without explicit pools.
+DISCOVERY_TTL_S = 60.0
+
+
+def _bucket_label(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def latency_bucket(latency_s: float) -> str:
+    """The (non-cumulative) bucket one observation falls in; the exporter accumulates them."""
+    for bound in LATENCY_BUCKETS:
+        if latency_s <= bound:
+            return _bucket_label(bound)
+    return "+Inf"
+
+
+def record_call(pool: KeyPool, *, model: str, latency_s: float, usage: Mapping[str, Any] | None,
+                outcome: str) -> None:
+    """Count one Gemini call in ``{pool.prefix}calls``: one pipelined round trip, never raises.
+
+    Field names put the model last (``calls|<outcome>|<model>``, ``lat_le|<bucket>|<model>``,
+    ``latency_sum|<model>``, ``tokens_<kind>|<model>``) so a model id can never be split wrongly.
+    A metrics failure must not fail a task that already paid for its call, so errors are logged at debug.
+    """
+    try:
+        latency_s = max(0.0, float(latency_s))
+        key = pool.prefix + CALLS_HASH
+        pipe = pool.client.pipeline(transaction=False)
+        pipe.hincrby(key, f"calls|{outcome}|{model}", 1)
+        pipe.hincrby(key, f"lat_le|{latency_bucket(latency_s)}|{model}", 1)
+        pipe.hincrbyfloat(key, f"latency_sum|{model}", round(latency_s, 6))
+        for field, kind in TOKEN_FIELDS.items():
+            count = (usage or {}).get(field)
+            if isinstance(count, int) and count > 0:
+                pipe.hincrby(key, f"tokens_{kind}|{model}", count)
+        pipe.execute()
+    except Exception as exc:  # noqa: BLE001 - metrics are best effort by design
+        log.debug("metrics: could not record a call for pool %s: %r", getattr(pool, "pool", "?"), exc)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_calls(pool: KeyPool) -> dict[str, float]:
+    """The raw call-counter hash of a pool (field -> number)."""
+    raw = pool.client.hgetall(pool.prefix + CALLS_HASH)
+    return {_s(k): float(_s(v)) for k, v in raw.items()}
+
+
+def discover_pools(client: Any) -> list[str]:
+    """Every pool that has registered keys in this Redis (``gt:{<pool>}:ids``), sorted."""
+    found: set[str] = set()
+    for name in client.scan_iter(match="gt:\\{*\\}:ids", count=1000):
+        text = _s(name)
+        found.add(text[len("gt:{"):-len("}:ids")])
+    return sorted(found)
+
+
+class PoolCollector(Collector):
+    """Reads the key pools and the call counters on each scrape (nothing is cached between scrapes).
+
+    ``pools`` empty means "every pool found in this Redis" (re-discovered at most every minute).
+    A pool that cannot be read shows ``gemini_tasks_pool_up 0`` instead of failing the whole scrape.
+    """
+
+    def __init__(self, client: Any, pools: Iterable[str] = ()) -> None:
+        self.client = client
+        self.pools = [p for p in pools if p]
+        self._discovered: tuple[float, list[str]] = (0.0, [])
+        self._lock = threading.Lock()
+
+    def pool_names(self) -> list[str]:
+        if self.pools:
+            return self.pools
+        with self._lock:
+            stamp, names = self._discovered
+            if time.monotonic() - stamp > DISCOVERY_TTL_S or not names:
+                try:
+                    names = discover_pools(self.client)
+                except Exception as exc:  # noqa: BLE001 - an unreachable Redis shows as up=0 below
+                    log.debug("metrics: pool discovery failed: %r", exc)
+                    names = []
+                self._discovered = (time.monotonic(), names)
+            return names
+
+    def describe(self) -> list[Metric]:
+        return []  # the families depend on Redis contents; an empty describe keeps registration side-effect free
+
+    def collect(self) -> Iterator[Metric]:
+        fam = _Families()
+        for name in self.pool_names():
+            try:
+                pool = KeyPool(self.client, name)
+                snap = pool.status()
+                calls = read_calls(pool)
+            except Exception as exc:  # noqa: BLE001 - one bad pool must not hide the others
+                log.debug("metrics: pool %s unreadable: %r", name, exc)
+                fam.up.add_metric([name], 0)
+                continue
+            fam.up.add_metric([name], 1)
+            fam.add_pool(name, snap, calls)
+        yield from fam.all()
+
+
+class _Families:
+    """The metric families of one scrape, filled pool by pool."""
+
+    def __init__(self) -> None:
+        k = ["pool", "key_id"]
+        self.up = GaugeMetricFamily("gemini_tasks_pool_up", "1 when the pool's state could be read from Redis",
+                                    labels=["pool"])
+        self.keys = GaugeMetricFamily("gemini_tasks_pool_keys", "Registered API keys in the pool", labels=["pool"])
+        self.state = GaugeMetricFamily(
+            "gemini_tasks_key_state", "Key state, one-hot: 1 for the key's current state, 0 for the others",
+            labels=[*k, "project", "category", "state"])
+        self.wait = GaugeMetricFamily("gemini_tasks_key_available_in_seconds",
+                                      "Seconds until the key may be admitted again (0 = now)", labels=k)
+        self.leases = GaugeMetricFamily("gemini_tasks_key_active_leases", "Calls in flight on the key", labels=k)
+        self.exh = GaugeMetricFamily("gemini_tasks_key_exhausted_count",
+                                     "Consecutive rate-limit exhaustions (reset by a success)", labels=k)
+        self.texh = GaugeMetricFamily("gemini_tasks_key_exhausted_total_count",
+                                      "Rate-limit exhaustions since the key was registered", labels=k)
+        self.key_admits = CounterMetricFamily("gemini_tasks_key_admissions", "Admissions (leases) granted per key",
+                                              labels=k)
+        self.gate = GaugeMetricFamily("gemini_tasks_spacing_gate_seconds",
+                                      "Seconds until the fleet-wide spacing gate (api_call_interval) opens",
+                                      labels=["pool"])
+        self.admitted = CounterMetricFamily("gemini_tasks_admissions", "Admissions granted by the key manager",
+                                            labels=["pool"])
+        self.waits = CounterMetricFamily("gemini_tasks_admission_waits",
+                                         "Admission attempts answered with a wait, by reason",
+                                         labels=["pool", "reason"])
+        self.refused = CounterMetricFamily("gemini_tasks_admissions_refused",
+                                           "Admissions refused for good (cancelled caller, no usable key)",
+                                           labels=["pool", "reason"])
+        self.reports = CounterMetricFamily("gemini_tasks_reports", "Call outcomes reported to the key manager",
+                                           labels=["pool", "outcome"])
+        self.r429 = CounterMetricFamily("gemini_tasks_rate_limited",
+                                        "429 responses reported, by quota kind (minute, day, tokens, ...)",
+                                        labels=["pool", "quota_kind"])
+        self.r429_dup = CounterMetricFamily("gemini_tasks_rate_limited_duplicate",
+                                            "429s on leases issued before the key was benched (not re-counted)",
+                                            labels=["pool"])
+        self.expired = CounterMetricFamily("gemini_tasks_leases_expired",
+                                           "Leases never reported (a worker died mid-call) that expired",
+                                           labels=["pool"])
+        self.calls = CounterMetricFamily("gemini_tasks_calls", "Gemini API calls made by workers, by outcome",
+                                         labels=["pool", "model", "outcome"])
+        self.latency = HistogramMetricFamily("gemini_tasks_call_latency_seconds",
+                                             "Gemini API call latency as measured by the worker",
+                                             labels=["pool", "model"])
+        self.tokens = CounterMetricFamily("gemini_tasks_tokens", "Tokens reported by the API in usage metadata",
+                                          labels=["pool", "model", "kind"])
+
+    def add_pool(self, pool: str, snap: Any, calls: Mapping[str, float]) -> None:
+        summary = summarize(snap)
+        self.keys.add_metric([pool], len(summary))
+        for key_id, info in summary.items():
+            lab = [pool, key_id]
+            for state in ALL_STATES:
+                self.state.add_metric([*lab, str(info["project"]), str(info["category"]), state],
+                                      1 if info["status"] == state else 0)
+            self.wait.add_metric(lab, info["available_in_seconds"])
+            self.leases.add_metric(lab, info["active_leases"])
+            self.exh.add_metric(lab, info["exhausted_count"])
+            self.texh.add_metric(lab, info["total_exhausted_count"])
+            self.key_admits.add_metric(lab, info["admissions"])
+        self.gate.add_metric([pool], max(0, snap.gate_ms - snap.now_ms) / 1000.0)
+        self._add_stats(pool, snap.stats)
+        self._add_calls(pool, calls)
+
+    def _add_stats(self, pool: str, stats: Mapping[str, int]) -> None:
+        self.admitted.add_metric([pool], stats.get("admitted", 0))
+        self.r429_dup.add_metric([pool], stats.get("r429_duplicate", 0))
+        self.expired.add_metric([pool], stats.get("leases_expired", 0))
+        for name, value in sorted(stats.items()):
+            if name.startswith("wait_"):
+                self.waits.add_metric([pool, name[5:]], value)
+            elif name.startswith("refused_"):
+                self.refused.add_metric([pool, name[8:]], value)
+            elif name.startswith("report_"):
+                self.reports.add_metric([pool, name[7:]], value)
+            elif name.startswith("r429_") and name != "r429_duplicate":
+                self.r429.add_metric([pool, name[5:]], value)
+
+    def _add_calls(self, pool: str, calls: Mapping[str, float]) -> None:
+        buckets: dict[str, dict[str, float]] = {}
+        sums: dict[str, float] = {}
+        for field, value in sorted(calls.items()):
+            kind, _, rest = field.partition("|")
+            if kind == "calls":
+                outcome, _, model = rest.partition("|")
+                self.calls.add_metric([pool, model, outcome], value)
+            elif kind == "lat_le":
+                bound, _, model = rest.partition("|")
+                buckets.setdefault(model, {})[bound] = value
+            elif kind == "latency_sum":
+                sums[rest] = value
+            elif kind.startswith("tokens_"):
+                self.tokens.add_metric([pool, rest, kind[7:]], value)
+        for model in sorted(set(buckets) | set(sums)):
+            counts = buckets.get(model, {})
+            running = 0.0
+            cumulative: list[tuple[str, float]] = []
+            for bound in (*LATENCY_BUCKETS, math.inf):
+                label = _bucket_label(bound)
+                running += counts.get(label, 0.0)
+                cumulative.append((label, running))
+            self.latency.add_metric([pool, model], cumulative, sum_value=sums.get(model, 0.0))
+
+    def all(self) -> list[Metric]:
+        return [self.up, self.keys, self.state, self.wait, self.leases, self.exh, self.texh, self.key_admits,
+                self.gate, self.admitted, self.waits, self.refused, self.reports, self.r429, self.r429_dup,
+                self.expired, self.calls, self.latency, self.tokens]
+
+
+def make_registry(pools: Iterable[str], redis_url: str | None = None, *, client: Any = None) -> CollectorRegistry:
+    """A registry holding only the pool collector (no process metrics of the exporter itself)."""
+    if client is None:
+        from gemini_tasks.redis_conn import get_redis
+        from gemini_tasks.settings import get_settings
+
+        client = get_redis(redis_url or get_settings().keys_redis_url)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PoolCollector(client, pools))
+    return registry
+
+
+def serve_metrics(port: int, pools: list[str], redis_url: str | None = None, *, addr: str = "0.0.0.0") -> Any:
+    """Serve ``/metrics`` on ``addr:port`` from a background thread; returns the HTTP server (``.shutdown()``).
+
+    ``pools`` empty exports every pool found in Redis. ``port`` 0 picks a free port: read
+    ``server.server_port``.
+    """
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(port, addr=addr, registry=make_registry(pools, redis_url))
+    log.info("metrics for pool(s) %s on http://%s:%d/metrics", ", ".join(pools) or "(all)", addr,
+             server.server_port)
+    return server
+
+
+def serve_metrics_forever(port: int, pools: list[str], redis_url: str | None, *, addr: str = "0.0.0.0") -> None:
+    """Serve ``/metrics`` until interrupted (SIGINT/SIGTERM end the process as usual)."""
+    server = serve_metrics(port, pools, redis_url, addr=addr)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.shutdown()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM (docker stop) ends serve_metrics_forever like Ctrl-C
+
+
+def _main() -> None:
+    """``python -m gemini_tasks.metrics``: the exporter without the full CLI (used by docker-compose)."""
+    import os
+    import signal
+
+    import click
+
+    @click.command()
+    @click.option("--port", type=int, default=lambda: int(os.environ.get("GEMINI_TASKS_METRICS_PORT", "9464")),
+                  show_default="9464 or GEMINI_TASKS_METRICS_PORT")
+    @click.option("--addr", default="0.0.0.0", show_default=True)
+    @click.option("--pool", "pools", multiple=True,
+                  help="Pool(s) to export (repeatable); default GEMINI_TASKS_POOL, or 'all' for every pool found.")
+    @click.option("--redis-url", default=None, help="Redis with the key state (default REDIS_URL).")
+    def main(port: int, addr: str, pools: tuple[str, ...], redis_url: str | None) -> None:
+        from gemini_tasks.settings import get_settings
+
+        chosen = list(pools) or [get_settings().pool]
+        if chosen == ["all"]:
+            chosen = []
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        signal.signal(signal.SIGTERM, _interrupt)
+        serve_metrics_forever(port, chosen, redis_url, addr=addr)
+
+    main()
+
+
+if __name__ == "__main__":
+    _main()
