@@ -38,6 +38,7 @@ from gemini_tasks.gemini.response import extract_audio, extract_text, usage_dict
 from gemini_tasks.gemini.validation import from_wire
 from gemini_tasks.keys.admission import WaitTooLong, acquire
 from gemini_tasks.keys.pool import AdmitPolicy, Cancelled, KeyPool, Lease, NoUsableKeys
+from gemini_tasks.metrics import record_call
 from gemini_tasks.redis_conn import get_redis
 from gemini_tasks.settings import get_settings
 from gemini_tasks.uploads import ProjectUploads
@@ -171,6 +172,8 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
             err = exc.error if isinstance(exc, GeminiCallFailed) else classify(exc, secrets=secrets.values())
             pool.report(lease, OUTCOME_OF[err.kind], retry_after=err.retry_after, quota_kind=err.quota_kind,
                         worker_cooldown=policy.worker_cooldown)
+            record_call(pool, model=job["model"], latency_s=time.perf_counter() - started, usage=None,
+                        outcome=err.kind)
             log.warning("task %s key %s: %s", ctx.task_id, lease.key_id, error_message(err))
             if err.kind == RATE_LIMITED:
                 state["rate_limited"] += 1
@@ -194,6 +197,8 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                 continue
             _fail(error_message(err), err.kind, job, err)
         pool.report(lease, "success", worker_cooldown=policy.worker_cooldown)
+        record_call(pool, model=job["model"], latency_s=time.perf_counter() - started, usage=result.get("usage"),
+                    outcome="success")
         result.update({
             "ok": True, "key_id": lease.key_id, "model": job["model"], "metadata": job.get("metadata") or {},
             "latency_s": round(time.perf_counter() - started, 4), "task_id": ctx.task_id,
