@@ -41,8 +41,15 @@ task_soft_time_limit = max(50, task_time_limit - 30)
 #: Longest countdown a task may re-queue itself with (rate-limit waits); kept below the visibility timeout.
 MAX_COUNTDOWN = max(5, int(VISIBILITY_TIMEOUT * 0.4))
 
+#: kombu hands back a dead worker's messages in a periodic sweep, and by default scans only on every 10th
+#: 10-second tick: 100 s on top of the visibility timeout. Scan on every tick, every tenth of the timeout
+#: (1..10 s), so a worker's death is repaired within about 1.1 x VISIBILITY_TIMEOUT (docs/reliability.md).
+UNACKED_RESTORE_INTERVAL = max(1, min(10, VISIBILITY_TIMEOUT // 10))
+
 broker_transport_options = {
     "visibility_timeout": VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": UNACKED_RESTORE_INTERVAL,
+    "unacked_restore_throttle": 1,
     "socket_timeout": 30,
     "socket_connect_timeout": 10,
     "socket_keepalive": True,
