@@ -1,0 +1,19 @@
+"""Chaos fixtures: each module gets its own stack of real processes (see ``chaos_stack.Stack``)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+os.environ["no_proxy"] = os.environ["NO_PROXY"]
+
+
+@pytest.fixture(scope="module")
+def stack():
+    """redis-server (no persistence) + emulator + the client app; modules add the workers they need."""
+    from chaos_stack import Stack
+
+    with Stack() as s:
+        yield s
