@@ -62,10 +62,18 @@ class WorkerProcess:
         self.wait_ready(timeout)
         return self
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Block until the worker answers a broadcast ping."""
-        from gemini_tasks.celery_app import app
+    def broker_url(self) -> str:
+        """The broker this worker uses (from its own environment, as its settings would read it)."""
+        from gemini_tasks.settings import DEFAULT_REDIS_URL
 
+        return self.env.get("CELERY_BROKER_URL") or self.env.get("REDIS_URL") or DEFAULT_REDIS_URL
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until the worker answers a ping sent through its own broker."""
+        from celery import Celery
+
+        app = Celery("gemini-tasks-ping", broker=self.broker_url())
+        app.conf.update(accept_content=["json"], task_serializer="json", result_serializer="json")
         node = self.name.replace("%h", os.uname().nodename)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -76,8 +84,10 @@ class WorkerProcess:
             except Exception:  # noqa: BLE001 - the broker may still be starting
                 replies = []
             if any(node in r for r in replies):
+                app.close()
                 return
             time.sleep(0.2)
+        app.close()
         self.stop()
         raise WorkerStartError(f"worker {node} did not answer a ping within {timeout}s:\n{self.log_tail()}")
 

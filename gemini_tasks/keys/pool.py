@@ -91,8 +91,9 @@ class AdmitPolicy:
     busy_poll: float = 0.05
 
     def margin_seconds(self) -> float:
-        """Default margin: 2% of the window, covering the delay between admission and the API's count."""
-        return self.rate_window * 0.02 if self.window_margin is None else self.window_margin
+        """Default margin: 2% of the window (at least 100 ms), covering the delay between our admission
+        and the moment the API counts the request."""
+        return max(self.rate_window * 0.02, 0.1) if self.window_margin is None else self.window_margin
 
 
 @dataclass
@@ -249,6 +250,10 @@ class KeyPool:
                   pacific_offset_ms()],
         )
         return ReportResult(_s(status), int(until), bool(int(counted)), int(now))
+
+    def mark_sent(self, lease: Lease) -> bool:
+        """Move the lease's rate-window entry to now (call it just before a call that follows slow work)."""
+        return bool(int(self._scripts.mark_sent(keys=[self.prefix], args=[lease.lease_id])))
 
     # -- observation and operations ---------------------------------------------------------------
     def status(self) -> PoolStatus:

@@ -8,7 +8,7 @@ from importlib import resources
 import redis
 from redis.commands.core import Script
 
-SCRIPT_NAMES = ("admit", "report", "status", "register")
+SCRIPT_NAMES = ("admit", "report", "status", "register", "mark_sent")
 
 
 @lru_cache(maxsize=None)
@@ -26,3 +26,4 @@ class Scripts:
         self.report: Script = client.register_script(script_source("report"))
         self.status: Script = client.register_script(script_source("status"))
         self.register: Script = client.register_script(script_source("register"))
+        self.mark_sent: Script = client.register_script(script_source("mark_sent"))
