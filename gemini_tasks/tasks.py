@@ -12,12 +12,15 @@ from celery import Task
 
 from gemini_tasks.celery_app import app
 from gemini_tasks.execution import JobContext, execute_generate, execute_speech
+from gemini_tasks.jobs import describe_job
 
 
 def _context(task: Task) -> JobContext:
     def requeue(job: dict[str, Any], countdown: float) -> NoReturn:
         # a rate-limit wait or a backoff: re-queued with its state, never counted against max_retries
-        raise task.retry(args=[job], kwargs={}, countdown=max(0.0, countdown), max_retries=None)
+        # argsrepr again: Celery does not carry it over to the retry message, and Flower would show the raw job
+        raise task.retry(args=[job], kwargs={}, countdown=max(0.0, countdown), max_retries=None,
+                         argsrepr=describe_job(job))
 
     return JobContext(task_id=task.request.id or "eager", requeue=requeue)
 
