@@ -1,0 +1,144 @@
+"""Fleet fixtures: a whole private stack per test session, isolated from every other test directory.
+
+Why not the integration fixtures: they run an in-process worker on the session Redis, and Celery events
+and queues are global to a Redis server, so a Flower or a worker here would see (and steal) their tasks.
+Here everything is a separate process on a private ``redis-server``: the emulator (in a thread of this
+process: it only serves HTTP), a real ``celery worker`` subprocess with ``-E``, and the application side
+(``fleet_client.py``) in its own subprocess, so this process's Celery app is never re-pointed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+#: Secrets the tests must never find in Flower, metrics or logs (the emulator accepts any key).
+KEY_SECRETS = {f"GEMINI_API_KEY_{i}": f"fleet-secret-{i:02d}-qwertyuiopasdfgh" for i in range(1, 5)}
+MODEL = "gemini-2.5-flash"
+
+
+def fleet_environ(redis_url: str, emulator_url: str) -> dict[str, str]:
+    """The environment of every fleet process: this one's, minus anything that could point elsewhere."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GEMINI_API_KEY", "CELERY_", "GEMINI_TASKS_", "FLOWER_"))
+           and k not in ("REDIS_URL", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_API_KEY")}
+    env.update(KEY_SECRETS)
+    env.update({
+        "REDIS_URL": redis_url,
+        "GOOGLE_GEMINI_BASE_URL": emulator_url,
+        "GEMINI_TASKS_REQUEST_TIMEOUT": "10",
+        "GEMINI_TASKS_VISIBILITY_TIMEOUT": "120",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+    })
+    return env
+
+
+def ping_worker(broker_url: str, node: str, timeout: float = 60.0, proc: Any = None) -> None:
+    """Wait until ``node`` answers a ping on ``broker_url`` (a throwaway app: never this process's broker)."""
+    import time
+
+    from celery import Celery
+
+    probe = Celery("fleet-probe", broker=broker_url)
+    probe.conf.update(accept_content=["json"], task_serializer="json", result_serializer="json",
+                      broker_connection_retry_on_startup=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode}")
+            try:
+                replies = probe.control.ping(destination=[node], timeout=0.5) or []
+            except Exception:  # noqa: BLE001 - the worker may still be connecting
+                replies = []
+            if any(node in r for r in replies):
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"worker {node} did not answer a ping within {timeout}s")
+    finally:
+        probe.close()
+
+
+def make_worker(env: dict[str, str], **kw: Any) -> Any:
+    """A ``WorkerProcess`` with exactly ``env`` whose readiness ping uses ``env``'s broker."""
+    from gemini_tasks.local_fleet import WorkerProcess
+
+    class FleetWorker(WorkerProcess):
+        def wait_ready(self, timeout: float = 30.0) -> None:
+            node = self.name.replace("%h", os.uname().nodename)
+            try:
+                ping_worker(self.env["REDIS_URL"], node, timeout, self.proc)
+            except (RuntimeError, TimeoutError) as exc:
+                self.stop()
+                raise RuntimeError(f"{exc}:\n{self.log_tail()}") from None
+
+    worker = FleetWorker(**kw)
+    worker.env = dict(env)  # exactly this environment, not this process's plus overrides
+    return worker
+
+
+@dataclass
+class Fleet:
+    redis_url: str
+    emulator: Any
+    worker: Any
+    env: dict[str, str]
+    secrets: dict[str, str] = field(default_factory=lambda: dict(KEY_SECRETS))
+
+    @property
+    def emu(self) -> Any:
+        return self.emulator.control
+
+    def run_client(self, spec: dict[str, Any], timeout: float = 90.0) -> list[dict[str, Any]]:
+        """Run ``fleet_client.py`` (the application side) with ``spec``; returns one dict per prompt."""
+        spec.setdefault("model", MODEL)
+        proc = subprocess.run([sys.executable, str(HERE / "fleet_client.py")], input=json.dumps(spec),
+                              capture_output=True, text=True, env=self.env, timeout=timeout, cwd=str(ROOT))
+        if proc.returncode != 0:
+            raise AssertionError(f"fleet client failed ({proc.returncode}):\n{proc.stderr[-4000:]}\n"
+                                 f"worker log:\n{self.worker.log_tail()}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def fleet():
+    from gemini_tasks.emulator.runner import EmulatorThread
+    from gemini_tasks.local_redis import RedisServer
+
+    redis_server = RedisServer().start()
+    emulator = EmulatorThread().start()
+    env = fleet_environ(redis_server.url, emulator.url)
+    worker = make_worker(env, queues="interactive,batch", pool="threads", concurrency=8,
+                         name=f"fleet-{uuid.uuid4().hex[:6]}@%h")
+    try:
+        worker.start(timeout=60)
+        yield Fleet(redis_url=redis_server.url, emulator=emulator, worker=worker, env=env)
+    finally:
+        worker.stop()
+        emulator.stop()
+        redis_server.stop()
+
+
+@pytest.fixture
+def fleet_emu(fleet):
+    """The emulator control, reset for each test."""
+    fleet.emu.reset()
+    yield fleet.emu
+    fleet.emu.clear_faults()
+
+
+@pytest.fixture
+def pool_name() -> str:
+    return "f" + uuid.uuid4().hex[:10]
