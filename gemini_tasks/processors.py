@@ -29,6 +29,43 @@ ResultTuple = tuple[dict[str, Any], Any, str | None]
 #: seconds the worker keeps trying after the streaming caller's timeout (the cancel flag stops it first)
 STREAM_DEADLINE_GRACE = 2.0
 ProgressCallback = Callable[[int, int], None]
+#: how often a waiting batch caller checks that Redis still holds its batch (one EXISTS)
+LOST_CHECK_SECONDS = 5.0
+
+
+class BatchLost(LookupError):
+    """Redis no longer holds a batch that is still being waited for (restarted without persistence, flushed)."""
+
+
+def _lost_batch_check(group_id: str, received: Callable[[], int], total: int) -> Callable[[], None] | None:
+    """An ``on_interval`` hook for ``join_native`` that raises :class:`BatchLost` when the saved group is gone.
+
+    Without it a caller waiting with ``timeout=None`` would wait forever for messages and results that a
+    Redis restart without persistence has erased. A Redis that is unreachable is not a loss: the result
+    consumer reconnects, and the check runs again.
+    """
+    backend = app.backend
+    client = getattr(backend, "client", None)
+    if client is None or not hasattr(backend, "get_key_for_group"):
+        return None
+    key = backend.get_key_for_group(group_id)
+    last = [time.monotonic()]
+
+    def check() -> None:
+        now = time.monotonic()
+        if now - last[0] < LOST_CHECK_SECONDS:
+            return
+        last[0] = now
+        try:
+            present = client.exists(key)
+        except Exception:  # noqa: BLE001 - unreachable is not lost; the next check tries again
+            return
+        if not present:
+            raise BatchLost(f"batch {group_id} was lost: Redis no longer holds it (restarted without persistence, "
+                            f"flushed, or its results expired) after {received()} of {total} results; resubmit "
+                            "the prompts that have no answer")
+
+    return check
 
 
 def to_result_tuple(value: Any, fallback_metadata: dict[str, Any] | None = None) -> ResultTuple:
@@ -143,7 +180,8 @@ class GeminiParallelProcessor(_Processor):
             bar.update(len(values), total)
 
         try:
-            res.join_native(timeout=timeout, propagate=False, callback=on_result, interval=0.2)
+            res.join_native(timeout=timeout, propagate=False, callback=on_result, interval=0.2,
+                            on_interval=_lost_batch_check(res.id, lambda: len(values), total))
         except CeleryTimeoutError:
             raise TimeoutError(f"batch {res.id}: {len(values)} of {total} results after {timeout} seconds; "
                                f"collect the rest later with collect({res.id!r})") from None
