@@ -275,8 +275,8 @@ class KeyPool:
 
     def reset_key(self, key_id: str) -> None:
         """Operator action: put a key back to AVAILABLE with its counters cleared (e.g. a fixed FAILED_INIT)."""
-        self.client.hset(self.prefix + "key:" + key_id,
-                         mapping={"st": "AVAILABLE", "until": 0, "exh": 0, "nb": 0, "bench": 0})
+        if not int(self._scripts.reset(keys=[self.prefix], args=[key_id])):
+            raise KeyError(f"{key_id} is not registered in pool {self.pool!r}")
 
     def advance_clock(self, seconds: float) -> None:
         """Move this pool's notion of time forward (tests: exercise cooldowns without waiting)."""

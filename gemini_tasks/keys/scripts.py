@@ -8,7 +8,7 @@ from importlib import resources
 import redis
 from redis.commands.core import Script
 
-SCRIPT_NAMES = ("admit", "report", "status", "register", "mark_sent")
+SCRIPT_NAMES = ("admit", "report", "status", "register", "mark_sent", "reset")
 
 
 @lru_cache(maxsize=None)
@@ -21,9 +21,13 @@ def script_source(name: str) -> str:
 class Scripts:
     """The registered scripts for one Redis client (EVALSHA, falling back to EVAL after a SCRIPT FLUSH)."""
 
+    admit: Script
+    report: Script
+    status: Script
+    register: Script
+    mark_sent: Script
+    reset: Script
+
     def __init__(self, client: redis.Redis) -> None:
-        self.admit: Script = client.register_script(script_source("admit"))
-        self.report: Script = client.register_script(script_source("report"))
-        self.status: Script = client.register_script(script_source("status"))
-        self.register: Script = client.register_script(script_source("register"))
-        self.mark_sent: Script = client.register_script(script_source("mark_sent"))
+        for name in SCRIPT_NAMES:
+            setattr(self, name, client.register_script(script_source(name)))

@@ -100,65 +100,99 @@ local function quota_ready(project)
   return win_cache[project]
 end
 
--- 3. Keys.
-local best, best_rank = nil, nil
-local min_wait, wait_reason = nil, nil
-local any_usable_state = false
-for i = 14, #ARGV do
-  local k = load_hot(ARGV[i])
+-- 3. Keys. Keys whose waiting time has passed move to `ready`; then the candidates are read in rank order
+--    (paid first, then least recently used) and the first one whose project has quota room wins. Only when
+--    none is ready are the candidates' own states read, to give the exact wait and its reason.
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'waiting', '-inf', now, 'LIMIT', 0, 64)) do
+  local k = load_hot(id)
   if k then
     refresh(k, now)
-    if k.st ~= 'FAILED_INIT' then
-      any_usable_state = true
-      local ready, reason = now, nil
-      if k.st ~= 'AVAILABLE' then
-        ready = k.untl
-        if k.st == 'COOLDOWN' then reason = 'cooldown' else reason = 'exhausted' end
-      end
-      if k.nb > ready then ready, reason = k.nb, 'cooldown' end
-      if k.nl >= k.maxl then
-        local klk = P .. 'kl:' .. k.id
-        -- self-heal: drop lease entries whose expiry passed but were not reaped (e.g. lease records lost)
-        if redis.call('ZREMRANGEBYSCORE', klk, '-inf', now) > 0 then
-          k.nl = redis.call('ZCARD', klk)
-          redis.call('HSET', k.kk, 'nl', k.nl)
-        end
-        if k.nl >= k.maxl then
-          local e = redis.call('ZRANGE', klk, 0, 0, 'WITHSCORES')
-          local lease_ready = math.min(tonumber(e[2]), now + poll)
-          if lease_ready > ready then ready, reason = lease_ready, 'leased' end
-        end
-      end
-      if ready <= now then
-        local q = quota_ready(k.proj)
-        if q[1] > ready then ready, reason = q[1], 'quota' end
-      end
-      if ready <= now then
-        local paid = 1
-        if k.cat == 'paid' then paid = 0 end
-        local rank = {paid, k.last, k.id}
-        if not best or rank[1] < best_rank[1] or (rank[1] == best_rank[1] and (rank[2] < best_rank[2]
-            or (rank[2] == best_rank[2] and rank[3] < best_rank[3]))) then
-          best, best_rank = k, rank
-        end
-      elseif not min_wait or ready - now < min_wait then
-        min_wait, wait_reason = ready - now, reason
-      end
-    end
+    place(k, now)
+  else
+    redis.call('ZREM', P .. 'waiting', id)
   end
 end
 
-if not any_usable_state then
-  redis.call('HINCRBY', stats, 'refused_no_usable_keys', 1)
-  return {-1, 'no_usable_keys', #ARGV - 13}
+local ncand = #ARGV - 13
+local cand = {}
+for i = 14, #ARGV do cand[ARGV[i]] = true end
+local best = nil
+local min_wait, wait_reason = nil, nil
+local function consider_wait(ms, reason)
+  if not min_wait or ms < min_wait then min_wait, wait_reason = ms, reason end
+end
+
+local PAGE = 32
+local offset = 0
+while not best do
+  local page = redis.call('ZRANGE', P .. 'ready', offset, offset + PAGE - 1)
+  if #page == 0 then break end
+  for _, id in ipairs(page) do
+    if cand[id] then
+      local k = load_hot(id)
+      if k then
+        local q = quota_ready(k.proj)
+        if q[1] > now then
+          consider_wait(q[1] - now, 'quota')
+        else
+          best = k
+          break
+        end
+      end
+    end
+  end
+  offset = offset + PAGE
+end
+
+if not best then
+  -- nothing ready: the wait is the soonest of the candidates' waiting times, busy leases and quota windows
+  local any_usable_state = false
+  local cids = {}
+  for i = 14, #ARGV do cids[#cids + 1] = ARGV[i] end
+  local in_waiting = redis.call('ZMSCORE', P .. 'waiting', unpack(cids))
+  local in_ready = redis.call('ZMSCORE', P .. 'ready', unpack(cids))
+  for i, id in ipairs(cids) do
+    if in_ready[i] then
+      any_usable_state = true  -- ready but its project is at quota (already counted above)
+    elseif in_waiting[i] then
+      any_usable_state = true
+      local t = tonumber(in_waiting[i])
+      local st = redis.call('HGET', P .. 'key:' .. id, 'st')
+      local reason = 'cooldown'
+      if st == 'TEMPORARILY_EXHAUSTED' or st == 'FULLY_EXHAUSTED' then reason = 'exhausted' end
+      consider_wait(t - now, reason)
+    else
+      local k = load_hot(id)
+      if k and k.st ~= 'FAILED_INIT' then
+        any_usable_state = true
+        if k.nl >= k.maxl then
+          local klk = P .. 'kl:' .. id
+          -- self-heal: drop lease entries whose expiry passed but were not reaped (lease records lost)
+          if redis.call('ZREMRANGEBYSCORE', klk, '-inf', now) > 0 then
+            k.nl = redis.call('ZCARD', klk)
+            redis.call('HSET', k.kk, 'nl', k.nl)
+          end
+          local e = redis.call('ZRANGE', klk, 0, 0, 'WITHSCORES')
+          if e[2] then consider_wait(math.min(tonumber(e[2]), now + poll) - now, 'leased')
+          else consider_wait(1, 'leased') end
+        end
+        place(k, now)
+      end
+    end
+  end
+  if not any_usable_state then
+    redis.call('HINCRBY', stats, 'refused_no_usable_keys', 1)
+    return {-1, 'no_usable_keys', ncand}
+  end
 end
 
 -- 4. The spacing gate (fleet-wide or per host).
 local gk = P .. 'gate:' .. scope
 local gate = tonumber(redis.call('GET', gk) or '0') or 0
 if not best then
+  min_wait = math.max(1, min_wait or poll)
   if gate - now > min_wait then return wait('spacing', gate - now) end
-  return wait(wait_reason, min_wait)
+  return wait(wait_reason or 'leased', min_wait)
 end
 if gate > now then return wait('spacing', gate - now) end
 
@@ -170,8 +204,10 @@ redis.call('HSET', P .. 'lease:' .. lid, 'key', best.id, 'issued', now, 'exp', e
 redis.call('PEXPIRE', P .. 'lease:' .. lid, lease_ttl + 86400000)
 redis.call('ZADD', P .. 'leases', exp, lid)
 redis.call('ZADD', P .. 'kl:' .. best.id, exp, lid)
-redis.call('HSET', best.kk, 'last', now, 'nb', now + best.cool, 'nl', best.nl + 1)
+best.last, best.nb, best.nl = now, now + best.cool, best.nl + 1
+redis.call('HSET', best.kk, 'last', now, 'nb', best.nb, 'nl', best.nl)
 redis.call('HINCRBY', best.kk, 'admits', 1)
+place(best, now)
 if interval > 0 then
   redis.call('SET', gk, now + interval, 'PX', interval + 60000)
 end

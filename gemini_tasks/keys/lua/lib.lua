@@ -16,6 +16,11 @@
 --   proj:<project>      HASH  quota limits: rpm, rpd, and per-model "rpm|<model>", "rpd|<model>"
 --   limited             SET   projects that have a proj:<project> hash (read once per admission)
 --   kl:<id>             ZSET  active leases of a key: lease id -> expiry (ms)
+--   ready               ZSET  keys usable now, ranked: (paid 0 | free 1) * 1e13 + last use (ms); ties by id
+--   waiting             ZSET  keys that become usable later: id -> the time they do (ms)
+--                             A key is in exactly one of ready/waiting, or in neither when it is FAILED_INIT
+--                             or holds its maximum number of leases; place() keeps this true after every
+--                             change, so admission reads a few ranked entries instead of every key.
 --   lease:<lid>         HASH  key, issued, exp, owner, proc, slot, proj, model
 --   leases              ZSET  every active lease: lease id -> expiry (ms); expired ones are reaped here
 --   gate:<scope>        STRING earliest time (ms) of the next admission for a spacing scope ("fleet" or a host)
@@ -85,6 +90,35 @@ local function refresh(k, now)
   end
 end
 
+-- Where a key belongs now: ready (ranked), waiting (until its ready time), or neither.
+local function ready_time(k)
+  local t = k.nb
+  if k.st ~= 'AVAILABLE' and k.untl > t then t = k.untl end
+  return t
+end
+
+local function rank(k)
+  local tier = 1
+  if k.cat == 'paid' then tier = 0 end
+  return tier * 10000000000000 + k.last
+end
+
+local function place(k, now)
+  if k.st == 'FAILED_INIT' or k.nl >= k.maxl then
+    redis.call('ZREM', P .. 'ready', k.id)
+    redis.call('ZREM', P .. 'waiting', k.id)
+    return
+  end
+  local t = ready_time(k)
+  if t > now then
+    redis.call('ZREM', P .. 'ready', k.id)
+    redis.call('ZADD', P .. 'waiting', t, k.id)
+  else
+    redis.call('ZREM', P .. 'waiting', k.id)
+    redis.call('ZADD', P .. 'ready', rank(k), k.id)
+  end
+end
+
 -- End of the current Pacific-time day (daily quotas reset at midnight America/Los_Angeles).
 -- off_ms is the UTC offset of Pacific time in ms (negative), supplied by the caller from tzdata.
 local function day_number(now, off_ms)
@@ -122,8 +156,10 @@ local function reap(now)
       if k then
         refresh(k, now)
         if k.cool > 0 and k.st == 'AVAILABLE' then
-          redis.call('HSET', k.kk, 'st', 'COOLDOWN', 'until', now + k.cool)
+          k.st, k.untl = 'COOLDOWN', now + k.cool
+          redis.call('HSET', k.kk, 'st', 'COOLDOWN', 'until', k.untl)
         end
+        place(k, now)
       end
       redis.call('HINCRBY', P .. 'stats', 'leases_expired', 1)
     end

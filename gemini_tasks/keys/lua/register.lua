@@ -41,5 +41,9 @@ redis.call('HSET', kk, 'cat', ARGV[2], 'cool', ARGV[3], 'ewait', ARGV[4], 'fwait
 if fp ~= '' then redis.call('HSET', kk, 'fp', fp) end
 redis.call('HSETNX', kk, 'st', 'AVAILABLE')
 redis.call('SADD', P .. 'ids', id)
+local k = load_key(id)
+local now = now_ms()
+refresh(k, now)
+place(k, now)
 if ARGV[8] ~= '' then redis.call('SADD', P .. 'projkeys:' .. ARGV[8], id) end
 return {1, ''}

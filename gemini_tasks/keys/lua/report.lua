@@ -73,14 +73,17 @@ if outcome == 'success' or outcome == 'persistent' then
     table.insert(fields, 'until'); table.insert(fields, k.untl)
   end
   redis.call('HSET', k.kk, unpack(fields))
+  place(k, now)
   return {k.st, k.untl, 0, now}
 elseif outcome == 'rate_limited' then
   redis.call('HINCRBY', stats, 'r429_' .. quota_kind, 1)
   if lseq <= k.bseq then
     redis.call('HINCRBY', stats, 'r429_duplicate', 1)
+    place(k, now)
     return {k.st, k.untl, 0, now}
   end
   bench(k)
+  place(k, now)
   -- keys of the same project share the quota: bench them for the same event, once each
   if k.proj ~= k.id then
     local siblings = redis.call('SMEMBERS', P .. 'projkeys:' .. k.proj)
@@ -89,15 +92,21 @@ elseif outcome == 'rate_limited' then
         local s = load_key(sid)
         if s then
           refresh(s, now)
-          if lseq > s.bseq and s.st ~= 'FAILED_INIT' then bench(s) end
+          if lseq > s.bseq and s.st ~= 'FAILED_INIT' then
+            bench(s)
+            place(s, now)
+          end
         end
       end
     end
   end
   return {k.st, k.untl, 1, now}
 elseif outcome == 'invalid_key' then
+  k.st, k.untl = 'FAILED_INIT', 0
   redis.call('HSET', k.kk, 'st', 'FAILED_INIT', 'until', 0)
+  place(k, now)
   return {'FAILED_INIT', 0, 0, now}
 end
 -- transient: the key is released untouched (its admission cooldown `nb` still applies)
+place(k, now)
 return {k.st, k.untl, 0, now}

@@ -17,6 +17,7 @@ for _, id in ipairs(ids) do
   local k = load_key(id)
   if k then
     refresh(k, now)
+    place(k, now)
     local row = redis.call('HGETALL', k.kk)
     table.insert(row, 1, id)
     local klk = P .. 'kl:' .. id
