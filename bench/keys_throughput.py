@@ -89,7 +89,7 @@ def _redis_cpu(client: redis.Redis) -> float:
 
 def run_case(url: str, clients: int, seconds: float, n_keys: int) -> dict[str, float]:
     client = redis.Redis.from_url(url)
-    pool = f"bench{clients}"
+    pool = f"bench{clients}-{n_keys}"
     kp = KeyPool(client, pool)
     kp.clear()
     ids = _register(kp, n_keys)
@@ -132,19 +132,23 @@ def run_case(url: str, clients: int, seconds: float, n_keys: int) -> dict[str, f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--keys", type=int, default=8)
+    ap.add_argument("--keys", default="8", help="candidate keys per admission; a list like 8,64,256 adds rows")
     ap.add_argument("--clients", default="1,8,32")
     args = ap.parse_args()
+    key_counts = [int(x) for x in str(args.keys).split(",")]
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"{args.keys} candidate keys per admission, {args.seconds:.0f} s per row")
+          f"{args.seconds:.0f} s per row; clients and redis-server share the machine's cores")
     rows = []
     with RedisServer() as server:
-        for c in (int(x) for x in args.clients.split(",")):
-            rows.append(run_case(server.url, c, args.seconds, args.keys))
-    print(f"{'clients':>7} {'pairs/s':>9} {'RTT/admit':>9} {'RTT/report':>10} {'redis us/pair':>13} "
+        for n_keys in key_counts:
+            for c in (int(x) for x in args.clients.split(",")):
+                row = run_case(server.url, c, args.seconds, n_keys)
+                row["keys"] = n_keys
+                rows.append(row)
+    print(f"{'keys':>5} {'clients':>7} {'pairs/s':>9} {'RTT/admit':>9} {'RTT/report':>10} {'redis us/pair':>13} "
           f"{'pair p50 ms':>11} {'pair p99 ms':>11}")
     for r in rows:
-        print(f"{r['clients']:>7} {r['pairs_per_s']:>9.0f} {r['round_trips_per_admission']:>9.2f} "
+        print(f"{r['keys']:>5} {r['clients']:>7} {r['pairs_per_s']:>9.0f} {r['round_trips_per_admission']:>9.2f} "
               f"{r['round_trips_per_report']:>10.2f} {r['redis_cpu_us_per_pair']:>13.1f} "
               f"{r['p50_ms']:>11.2f} {r['p99_ms']:>11.2f}")
 

@@ -145,6 +145,17 @@ def test_invariants_hold_under_random_interleavings(redis_url, pool_name, proces
     late = {lid for lid, r in reports.items() if r[5] > admits[lid][4]}
     assert len(abandoned) <= snap.stats.get("leases_expired", 0) <= len(abandoned) + len(late)
 
+    # structure: with no lease left, every key is in exactly one of ready/waiting, and only in ready once its
+    # state allows a call (so admission can trust the ranked set instead of reading every key)
+    now = kp.status().now_ms
+    for key, f in snap.keys.items():
+        in_ready = client.zscore(kp.prefix + "ready", key) is not None
+        wait_at = client.zscore(kp.prefix + "waiting", key)
+        assert in_ready != (wait_at is not None), f"{key} in ready={in_ready} waiting={wait_at}"
+        ready_at = max(int(f.get("nb", 0) or 0),
+                       int(f.get("until", 0) or 0) if f.get("st") != "AVAILABLE" else 0)
+        assert (ready_at <= now) == in_ready or (wait_at is not None and wait_at <= now), (key, f, now)
+
     # exhaustion counts: one per distinct 429 event. With one lease per key, every 429 reported while its
     # lease was live is a new event; a report after expiry may belong to an event already counted.
     for key in FREE_KEYS + PAID_KEYS:
