@@ -65,23 +65,21 @@ class Settings:
     key_names: tuple[str, ...] = field(default_factory=tuple)
 
 
-def key_env_names(environ: dict[str, str] | None = None) -> list[str]:
-    """Names of the ``GEMINI_API_KEY*`` variables that hold a plausible secret, in a stable order.
+def key_name_order(name: str) -> tuple[int, int, str]:
+    """Sort key for key names: ``GEMINI_API_KEY``, then ``_2`` before ``_10`` (numbers compare as numbers)."""
+    suffix = name[len(KEY_ENV_PREFIX) :].lstrip("_")
+    if suffix == "":
+        return (0, 0, "")
+    if suffix.isdigit():
+        return (1, int(suffix), "")
+    return (2, 0, suffix)
 
-    ``GEMINI_API_KEY_2`` sorts before ``GEMINI_API_KEY_10`` (numeric suffixes compare as numbers).
-    """
+
+def key_env_names(environ: dict[str, str] | None = None) -> list[str]:
+    """Names of the ``GEMINI_API_KEY*`` variables that hold a plausible secret, in :func:`key_name_order`."""
     env = os.environ if environ is None else environ
     names = [n for n, v in env.items() if _KEY_NAME_RE.match(n) and v and len(v.strip()) > 10]
-
-    def order(name: str) -> tuple[int, int, str]:
-        suffix = name[len(KEY_ENV_PREFIX) :].lstrip("_")
-        if suffix == "":
-            return (0, 0, "")
-        if suffix.isdigit():
-            return (1, int(suffix), "")
-        return (2, 0, suffix)
-
-    return sorted(names, key=order)
+    return sorted(names, key=key_name_order)
 
 
 def load_settings() -> Settings:

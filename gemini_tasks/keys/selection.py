@@ -11,7 +11,7 @@ import re
 from typing import Any, Iterable, Mapping
 
 from gemini_tasks.keys.states import DEFAULT_KEY_SETTINGS, FREE, PAID, SETTING_NAMES
-from gemini_tasks.settings import KEY_ENV_PREFIX, key_env_names
+from gemini_tasks.settings import KEY_ENV_PREFIX, key_env_names, key_name_order
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
@@ -41,7 +41,7 @@ def resolve_key_names(
     elif isinstance(keylist_names, str):
         text = keylist_names.strip()
         if text.lower() == "all":
-            names = sorted(known, key=_numeric_order)
+            names = sorted(known, key=key_name_order)
         elif text.isdigit():
             names = numbered(1, int(text))
         elif _RANGE.match(text):
@@ -81,15 +81,6 @@ def _explicit(listed: list[Any], known: set[str]) -> list[str]:
     for n in listed:
         seen.setdefault(n, None)
     return list(seen)
-
-
-def _numeric_order(name: str) -> tuple[int, int, str]:
-    suffix = name[len(KEY_ENV_PREFIX):].lstrip("_")
-    if suffix == "":
-        return (0, 0, "")
-    if suffix.isdigit():
-        return (1, int(suffix), "")
-    return (2, 0, suffix)
 
 
 def resolve_paid(paid_keys: str | Iterable[str] | None, key_ids: list[str]) -> set[str]:
