@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import logging
+import inspect
 import os
 
 from celery import Celery
-
-log = logging.getLogger("gemini_tasks")
 
 app = Celery("gemini_tasks", include=["gemini_tasks.tasks"])
 app.config_from_object("gemini_tasks.celeryconfig")
@@ -23,8 +21,9 @@ def _load_operator_overrides() -> None:
         if exc.name != name:
             raise
         return
-    overrides = {k: v for k, v in vars(module).items() if k.islower() and not k.startswith("_")}
-    app.conf.update({k: v for k, v in overrides.items() if k in app.conf or k.endswith(("_url", "_backend"))})
+    # Celery settings are the module's lowercase, public, non-callable names (as config_from_object reads them)
+    app.conf.update({k: v for k, v in vars(module).items()
+                     if k.islower() and not k.startswith("_") and not callable(v) and not inspect.ismodule(v)})
 
 
 _load_operator_overrides()
