@@ -321,12 +321,13 @@ def _main() -> None:
                   show_default="9464 or GEMINI_TASKS_METRICS_PORT")
     @click.option("--addr", default="0.0.0.0", show_default=True)
     @click.option("--pool", "pools", multiple=True,
-                  help="Pool(s) to export (repeatable); default GEMINI_TASKS_POOL, or 'all' for every pool found.")
+                  help="Pool(s) to export (repeatable or comma-separated); default GEMINI_TASKS_POOL; 'all' for every "
+                       "pool found in Redis.")
     @click.option("--redis-url", default=None, help="Redis with the key state (default REDIS_URL).")
     def main(port: int, addr: str, pools: tuple[str, ...], redis_url: str | None) -> None:
         from gemini_tasks.settings import get_settings
 
-        chosen = list(pools) or [get_settings().pool]
+        chosen = [name.strip() for item in pools for name in item.split(",") if name.strip()] or [get_settings().pool]
         if chosen == ["all"]:
             chosen = []
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -45,46 +45,11 @@ def fleet_environ(redis_url: str, emulator_url: str) -> dict[str, str]:
     return env
 
 
-def ping_worker(broker_url: str, node: str, timeout: float = 60.0, proc: Any = None) -> None:
-    """Wait until ``node`` answers a ping on ``broker_url`` (a throwaway app: never this process's broker)."""
-    import time
-
-    from celery import Celery
-
-    probe = Celery("fleet-probe", broker=broker_url)
-    probe.conf.update(accept_content=["json"], task_serializer="json", result_serializer="json",
-                      broker_connection_retry_on_startup=True)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {proc.returncode}")
-            try:
-                replies = probe.control.ping(destination=[node], timeout=0.5) or []
-            except Exception:  # noqa: BLE001 - the worker may still be connecting
-                replies = []
-            if any(node in r for r in replies):
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"worker {node} did not answer a ping within {timeout}s")
-    finally:
-        probe.close()
-
-
 def make_worker(env: dict[str, str], **kw: Any) -> Any:
-    """A ``WorkerProcess`` with exactly ``env`` whose readiness ping uses ``env``'s broker."""
+    """A ``WorkerProcess`` with exactly ``env`` (it pings through ``env``'s broker, never this process's)."""
     from gemini_tasks.local_fleet import WorkerProcess
 
-    class FleetWorker(WorkerProcess):
-        def wait_ready(self, timeout: float = 30.0) -> None:
-            node = self.name.replace("%h", os.uname().nodename)
-            try:
-                ping_worker(self.env["REDIS_URL"], node, timeout, self.proc)
-            except (RuntimeError, TimeoutError) as exc:
-                self.stop()
-                raise RuntimeError(f"{exc}:\n{self.log_tail()}") from None
-
-    worker = FleetWorker(**kw)
+    worker = WorkerProcess(**kw)
     worker.env = dict(env)  # exactly this environment, not this process's plus overrides
     return worker
 

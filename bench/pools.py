@@ -1,0 +1,200 @@
+"""Which Celery pool should a gemini-tasks worker run?  prefork vs threads vs gevent, measured.
+
+Every slot of a worker spends almost all of a Gemini call waiting on the network, so the question is how many
+calls one machine can keep in flight, and what each in-flight call costs in memory and CPU. This starts:
+
+* a private ``redis-server`` (broker, results, key state),
+* the Gemini emulator in its own process (``EmulatorProcess``) answering every call after a fixed latency
+  (0.2 s by default) with no quota, so only the worker side limits throughput,
+* for each configuration, one real ``celery -A gemini_tasks worker -P <pool> -c <n>`` process (``WorkerProcess``),
+
+then submits N prompts through ``GeminiParallelProcessor`` (paid keys, no cooldown, no spacing, many leases per
+key) and prints one row per configuration:
+
+* ``req/s`` (all N answers, submit to last result), ``ideal`` (concurrency / latency), ``req/s/slot``;
+* worker memory after the run, summed over the worker's process tree from ``/proc``: RSS, and PSS (the fair share
+  of pages a prefork parent shares with its children, from ``smaps_rollup``);
+* worker CPU milliseconds per request (utime + stime of the tree, over the measured batch only).
+
+    python bench/pools.py                                  # the table in workers/README.md
+    python bench/pools.py --requests 400 --configs threads:32,gevent:32
+    python bench/pools.py --json results.json
+
+gevent must be installed (``pip install gevent``); without it its rows say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+MODEL = "gemini-2.5-flash"
+KEYS = 4
+DEFAULT_CONFIGS = ("prefork:8,prefork:32,threads:8,threads:32,threads:128,gevent:8,gevent:32,gevent:128,"
+                   "gevent:32:pf4,gevent:128:pf4")
+
+
+# ------------------------------------------------------------------------------------------------ /proc
+
+
+def tree(root: int) -> list[int]:
+    """The worker and everything in its process group (WorkerProcess starts it in its own session)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == root:  # field 5 of stat(5): pgrp
+            pids.append(int(entry))
+    return pids
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+        except OSError:
+            pass
+    return total / CLK_TCK
+
+
+def memory_mb(pids: list[int]) -> tuple[float, float]:
+    """(RSS, PSS) in MiB summed over ``pids``."""
+    rss = pss = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+        except OSError:
+            pass
+    return rss / 1024, pss / 1024
+
+
+# ------------------------------------------------------------------------------------------------ run
+
+
+def run_config(pool: str, concurrency: int, n: int, latency: float, env: dict[str, str], prefetch: int = 1) -> dict:
+    from gemini_tasks import AdvancedApiKeyManager, GeminiParallelProcessor
+    from gemini_tasks.local_fleet import WorkerProcess, WorkerStartError
+
+    row = {"pool": pool, "concurrency": concurrency, "prefetch": prefetch, "requests": n,
+           "ideal_rps": concurrency / latency}
+    worker = WorkerProcess(env, queues="batch", pool=pool, concurrency=concurrency, loglevel="WARNING",
+                           name=f"bench-{pool}-{concurrency}-{prefetch}@%h",
+                           extra_args=["--prefetch-multiplier", str(prefetch)] if prefetch != 1 else [])
+    try:
+        worker.start(timeout=120)
+    except WorkerStartError as exc:
+        row["error"] = str(exc).splitlines()[0][:200]
+        row["log"] = worker.log_tail(3000)
+        return row
+    try:
+        pool_name = f"bench{pool}{concurrency}p{prefetch}x{os.getpid()}"
+        manager = AdvancedApiKeyManager(KEYS, paid_keys="all", pool=pool_name,
+                                        key_settings={"paid": {"max_concurrent_leases": 1000}})
+        proc = GeminiParallelProcessor(manager, MODEL, worker_cooldown_seconds=0, api_call_interval=0,
+                                       max_workers=4096)
+        # warm-up: every slot (thread, greenlet or child process) builds its SDK clients and connections
+        warm = proc.process_prompts([{"prompt": f"warm {i}"} for i in range(concurrency * 2)], timeout=300,
+                                    progress=False)
+        row["warmup_errors"] = sum(1 for _, _, e in warm if e)
+        pids = tree(worker.pid)
+        cpu0 = cpu_seconds(pids)
+        t0 = time.perf_counter()
+        results = proc.process_prompts([{"prompt": f"bench {pool} {concurrency} #{i}"} for i in range(n)],
+                                       timeout=600, progress=False)
+        wall = time.perf_counter() - t0
+        pids = tree(worker.pid)
+        cpu = cpu_seconds(pids) - cpu0
+        rss, pss = memory_mb(pids)
+        errors = [e for _, _, e in results if e]
+        row.update({
+            "wall_s": round(wall, 2), "rps": round(n / wall, 1), "rps_per_slot": round(n / wall / concurrency, 2),
+            "rss_mb": round(rss, 1), "pss_mb": round(pss, 1), "processes": len(pids),
+            "cpu_ms_per_req": round(cpu * 1000 / n, 2), "errors": len(errors),
+            "first_error": errors[0][:200] if errors else None,
+        })
+        return row
+    finally:
+        worker.stop()
+
+
+def fmt_table(rows: list[dict], latency: float) -> str:
+    head = (f"| pool | -c | prefetch | requests | req/s | ideal (c/{latency:g}s) | req/s per slot | worker RSS MiB | worker PSS MiB "
+            "| processes | worker CPU ms/req | errors |")
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['pool']} | {r['concurrency']} | {r['prefetch']} | - | did not start: "
+                         f"{r['error']} |||||||")
+            continue
+        lines.append(f"| {r['pool']} | {r['concurrency']} | {r['prefetch']} | {r['requests']} | {r['rps']:.1f} | {r['ideal_rps']:.0f} | "
+                     f"{r['rps_per_slot']:.2f} | {r['rss_mb']:.0f} | {r['pss_mb']:.0f} | {r['processes']} | "
+                     f"{r['cpu_ms_per_req']:.2f} | {r['errors']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=0,
+                    help="prompts per configuration, after a warm-up (default: max(400, 15 x concurrency))")
+    ap.add_argument("--latency", type=float, default=0.2, help="emulator latency per call, seconds")
+    ap.add_argument("--configs", default=DEFAULT_CONFIGS,
+                    help="pool:concurrency[:pfN],... where pfN sets --prefetch-multiplier (default: %(default)s)")
+    ap.add_argument("--json", help="also write the rows here")
+    args = ap.parse_args()
+
+    from gemini_tasks.emulator.runner import EmulatorProcess
+    from gemini_tasks.local_redis import RedisServer
+
+    secrets = {f"GEMINI_API_KEY_{i}": f"bench-secret-{i:02d}-abcdefghijklmnop" for i in range(1, KEYS + 1)}
+    redis_server = RedisServer().start()
+    emulator = EmulatorProcess(config={"latency_seconds": args.latency}).start()
+    try:
+        for name in [k for k in os.environ if k.startswith("GEMINI_API_KEY")]:
+            del os.environ[name]
+        os.environ.update(secrets)
+        os.environ.update({"REDIS_URL": redis_server.url, "GOOGLE_GEMINI_BASE_URL": emulator.url,
+                           "GEMINI_TASKS_REQUEST_TIMEOUT": "60", "NO_PROXY": "127.0.0.1,localhost"})
+        env = dict(os.environ)  # set before gemini_tasks is imported: this process's app uses the same broker
+        rows = []
+        for item in args.configs.split(","):
+            pool, conc, *rest = item.strip().split(":")
+            prefetch = int(rest[0].removeprefix("pf")) if rest else 1
+            n = args.requests or max(400, 15 * int(conc))
+            print(f"-- {pool} -c {conc} prefetch {prefetch}: {n} requests ...", file=sys.stderr, flush=True)
+            row = run_config(pool, int(conc), n, args.latency, env, prefetch)
+            print(f"   {json.dumps({k: v for k, v in row.items() if k != 'log'})}", file=sys.stderr, flush=True)
+            rows.append(row)
+        print(f"\nEmulator latency {args.latency:g} s, {KEYS} paid keys, "
+              f"{os.cpu_count()} cores (client, Redis, emulator and worker share them)\n")
+        print(fmt_table(rows, args.latency))
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+    finally:
+        emulator.stop()
+        redis_server.stop()
+
+
+if __name__ == "__main__":
+    main()
