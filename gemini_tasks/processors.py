@@ -232,6 +232,7 @@ class GeminiStreamingProcessor(_Processor):
         self._running = False
         self._lock = threading.Lock()
         self._in_flight: dict[str, AsyncResult] = {}
+        self._workers_cache: tuple[float, list[str]] | None = None
 
     def start(self) -> None:
         with self._lock:
@@ -290,12 +291,17 @@ class GeminiStreamingProcessor(_Processor):
         """Requests waiting in the interactive queue (all callers, fleet-wide)."""
         return _queue_size(self.queue)
 
-    def _live_workers(self) -> list[str]:
+    def _live_workers(self, max_age: float = 2.0) -> list[str]:
+        """Worker nodes consuming this processor's queue (a broadcast; cached briefly, as status pages poll)."""
+        if self._workers_cache and time.monotonic() - self._workers_cache[0] < max_age:
+            return self._workers_cache[1]
         try:
-            queues = app.control.inspect(timeout=1.0).active_queues() or {}
+            queues = app.control.inspect(timeout=0.5).active_queues() or {}
         except Exception:  # noqa: BLE001 - status must not fail because the broker hiccups
             return []
-        return sorted(node for node, qs in queues.items() if any(q.get("name") == self.queue for q in qs))
+        nodes = sorted(node for node, qs in queues.items() if any(q.get("name") == self.queue for q in qs))
+        self._workers_cache = (time.monotonic(), nodes)
+        return nodes
 
     def get_worker_status(self) -> dict[str, Any]:
         """The original's fields, reporting the real fleet: live workers, queue length, key status."""
