@@ -150,6 +150,12 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
         if deadline is not None and time.time() >= deadline:
             _fail("Cancelled: the caller stopped waiting before a key was free; no call was made", "cancelled", job)
         mono_deadline = None if deadline is None else time.monotonic() + (deadline - time.time())
+        # max_wait bounds the short waits slept in the slot too (a 429 storm of 1-second benches), not
+        # only the long ones that re-queue: a wait that would end past it is handed to WaitTooLong below
+        budget = float(p.get("max_wait", 3600)) - (time.time() - state["first_seen"])
+        budget_deadline = time.monotonic() + max(0.0, budget)
+        if mono_deadline is None or budget_deadline < mono_deadline:
+            mono_deadline = budget_deadline
         try:
             lease = acquire(pool, secrets, policy, max_sleep=max_sleep, deadline=mono_deadline)
         except WaitTooLong as too_long:
