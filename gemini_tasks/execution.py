@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, NoReturn
 
 from celery.utils.time import get_exponential_backoff_interval
+from google.genai import types
 
 from gemini_tasks import blobs
 from gemini_tasks.gemini import content as media
@@ -35,6 +36,7 @@ from gemini_tasks.gemini.errors import (
     error_message,
 )
 from gemini_tasks.gemini.response import extract_audio, extract_text, usage_dict
+from gemini_tasks.gemini.tokens import estimate_tokens, media_tokens
 from gemini_tasks.gemini.validation import from_wire
 from gemini_tasks.keys.admission import WaitTooLong, acquire
 from gemini_tasks.keys.pool import AdmitPolicy, Cancelled, KeyPool, Lease, NoUsableKeys
@@ -99,7 +101,7 @@ def _fail(message: str, kind: str, job: dict[str, Any], error: CallError | None 
                                "error": error.to_dict() if error else None})
 
 
-def _policy(job: dict[str, Any], ctx: JobContext, lease_ttl: float) -> AdmitPolicy:
+def _policy(job: dict[str, Any], ctx: JobContext, lease_ttl: float, tokens: int = 0) -> AdmitPolicy:
     p = job["policy"]
     scope = p.get("spacing_scope", "fleet")
     return AdmitPolicy(
@@ -114,11 +116,12 @@ def _policy(job: dict[str, Any], ctx: JobContext, lease_ttl: float) -> AdmitPoli
         rate_window=float(job["pool"].get("rate_window") or 60.0),
         window_margin=p.get("window_margin"),
         cancel_id=ctx.task_id if job.get("deadline") else "",
+        tokens=tokens,
     )
 
 
 def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Lease, KeyPool], dict[str, Any]],
-                 *, lease_ttl: float) -> dict[str, Any]:
+                 *, lease_ttl: float, tokens: int = 0) -> dict[str, Any]:
     """The admission -> call -> report loop shared by generation and speech."""
     settings = get_settings()
     pool = worker_pool(job["pool"]["pool"])
@@ -139,7 +142,7 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
         _fail(f"No usable API keys on this worker ({socket.gethostname()}): it holds none of "
               f"{', '.join(job['pool']['keys'])}; give the worker those variables in its environment or .env",
               "no_usable_keys", job)
-    policy = _policy(job, ctx, lease_ttl)
+    policy = _policy(job, ctx, lease_ttl, tokens)
     max_sleep = float(p.get("max_sleep", 5.0))
     # build the SDK clients before asking for a lease, so the call leaves right after admission (the
     # quota windows count from admission; the first construction of a client takes ~0.1 s)
@@ -206,7 +209,8 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                 time.sleep(backoff)
                 continue
             _fail(error_message(err), err.kind, job, err)
-        pool.report(lease, "success", worker_cooldown=policy.worker_cooldown)
+        pool.report(lease, "success", worker_cooldown=policy.worker_cooldown,
+                    prompt_tokens=(result.get("usage") or {}).get("prompt_token_count"))
         record_call(pool, model=job["model"], latency_s=time.perf_counter() - started, usage=result.get("usage"),
                     outcome="success")
         # who answered comes first: Flower shows a result's repr cut at 1024 characters, and answers are long
@@ -261,7 +265,12 @@ def execute_generate(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         return out
 
     ttl = settings.request_timeout + 60 + (600 if upload_paths else 0)
-    return run_with_key(job, ctx, call, lease_ttl=ttl)
+    if prebuilt is not None:
+        tokens = estimate_tokens(prebuilt)
+    else:  # files still to upload: estimate from the text and the files' sizes
+        tokens = estimate_tokens([types.Part(text=request.get("prompt") or "")]) + sum(
+            media_tokens(item.mime_type, item.size) for item in items)
+    return run_with_key(job, ctx, call, lease_ttl=ttl, tokens=tokens)
 
 
 def execute_speech(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
@@ -283,4 +292,5 @@ def execute_speech(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         return {"audio_ref": ref, "mime_type": mime, "bytes": len(audio), "sample_rate": rate,
                 "channels": channels, "sample_width": width, "is_wav": is_wav}
 
-    return run_with_key(job, ctx, call, lease_ttl=settings.request_timeout + 60)
+    return run_with_key(job, ctx, call, lease_ttl=settings.request_timeout + 60,
+                        tokens=estimate_tokens([types.Part(text=prompt)]))

@@ -40,8 +40,9 @@ class AdvancedApiKeyManager:
             ``max_concurrent_leases``, and optional per-key limits ``rpm``/``rpd`` for keys without a project.
         projects: key id -> Google Cloud project. Gemini quotas are per project, so keys of one project
             share one quota and are benched together on a 429.
-        project_limits: project -> ``{"rpm": n, "rpd": n, "models": {model: {"rpm": n}}}``; admissions are
-            paced to stay within them, so a pool can run at its real quota without drawing 429s.
+        project_limits: project -> ``{"rpm": n, "rpd": n, "tpm": n, "models": {model: {"rpm": n}}}`` (tpm:
+            input tokens per minute); admissions are paced to stay within them, so a pool can run at its
+            real quota without drawing 429s.
         rate_window_seconds: the length of a quota "minute" (60; tests and benchmarks scale it down).
         pool: the Redis namespace (default from ``GEMINI_TASKS_POOL`` or ``"default"``).
         redis_url: Redis for key state (default ``REDIS_URL``); must be the one the workers use.
@@ -97,8 +98,8 @@ class AdvancedApiKeyManager:
                 secret=os.environ.get(key_id) or None,
                 replace=replace_fingerprints,
             )
-            if not project and ("rpm" in s or "rpd" in s):
-                self.pool.set_project_limits(key_id, {"rpm": s.get("rpm"), "rpd": s.get("rpd")})
+            if not project and any(name in s for name in ("rpm", "rpd", "tpm")):
+                self.pool.set_project_limits(key_id, {"rpm": s.get("rpm"), "rpd": s.get("rpd"), "tpm": s.get("tpm")})
         for project, lim in limits.items():
             self.pool.set_project_limits(project, lim)
         log.info("key pool %r: %d key(s) registered (%d paid)", self.pool_name, len(self.key_ids), len(self.paid))

@@ -89,6 +89,8 @@ class AdmitPolicy:
     window_margin: float | None = None
     cancel_id: str = ""
     busy_poll: float = 0.05
+    #: estimated input tokens of the request, checked against tpm limits (0: not counted)
+    tokens: int = 0
 
     def margin_seconds(self) -> float:
         """Default margin: 2% of the window (at least 100 ms), covering the delay between our admission
@@ -174,13 +176,14 @@ class KeyPool:
         )
 
     def set_project_limits(self, project: str, limits: Mapping[str, Any]) -> None:
-        """Quota limits of one project: ``{"rpm": n, "rpd": n, "models": {model: {"rpm": n, "rpd": n}}}``."""
+        """Quota limits of one project: ``{"rpm": n, "rpd": n, "tpm": n, "models": {model: {"rpm": n, ...}}}``
+        (tpm: input tokens per minute)."""
         fields: dict[str, int] = {}
-        for name in ("rpm", "rpd"):
+        for name in ("rpm", "rpd", "tpm"):
             if limits.get(name) is not None:
                 fields[name] = int(limits[name])
         for model, per_model in (limits.get("models") or {}).items():
-            for name in ("rpm", "rpd"):
+            for name in ("rpm", "rpd", "tpm"):
                 if per_model.get(name) is not None:
                     fields[f"{name}|{model}"] = int(per_model[name])
         key = self.prefix + "proj:" + project
@@ -211,7 +214,7 @@ class KeyPool:
                 policy.owner, policy.processor_id, int(policy.max_workers), _ms(policy.worker_cooldown),
                 _ms(policy.api_call_interval), policy.spacing_scope, _ms(policy.lease_ttl), policy.model,
                 pacific_offset_ms(), _ms(policy.rate_window), _ms(policy.margin_seconds()), policy.cancel_id,
-                max(1, _ms(policy.busy_poll)), *ids,
+                max(1, _ms(policy.busy_poll)), max(0, int(policy.tokens)), *ids,
             ],
         )
         code = int(reply[0])
@@ -236,8 +239,10 @@ class KeyPool:
         retry_after: float | None = None,
         quota_kind: str | None = None,
         worker_cooldown: float = 0.0,
+        prompt_tokens: int | None = None,
     ) -> "ReportResult":
-        """Record a call's outcome and end its lease."""
+        """Record a call's outcome and end its lease; ``prompt_tokens`` (what the API counted) corrects the
+        admission's token estimate in the project's tpm window."""
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}; expected one of {sorted(OUTCOMES)}")
         kind = quota_kind or "unknown"
@@ -247,7 +252,7 @@ class KeyPool:
             keys=[self.prefix],
             args=[lease.lease_id, lease.key_id, lease.issued_ms, outcome,
                   -1 if retry_after is None else _ms(retry_after), kind, _ms(worker_cooldown),
-                  pacific_offset_ms()],
+                  pacific_offset_ms(), -1 if prompt_tokens is None else max(0, int(prompt_tokens))],
         )
         return ReportResult(_s(status), int(until), bool(int(counted)), int(now))
 

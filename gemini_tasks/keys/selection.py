@@ -15,7 +15,8 @@ from gemini_tasks.settings import KEY_ENV_PREFIX, key_env_names, key_name_order
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RANGE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s*$")
-LIMIT_ALIASES = {"rpm": "rpm", "requests_per_minute": "rpm", "rpd": "rpd", "requests_per_day": "rpd"}
+LIMIT_ALIASES = {"rpm": "rpm", "requests_per_minute": "rpm", "rpd": "rpd", "requests_per_day": "rpd",
+                 "tpm": "tpm", "input_tokens_per_minute": "tpm"}
 
 
 def resolve_key_names(
@@ -118,7 +119,7 @@ def merge_settings(key_settings: Mapping[str, Mapping[str, Any]] | None) -> dict
             if name not in SETTING_NAMES:
                 raise ValueError(
                     f"key_settings[{cat!r}] has unknown setting {name!r}; known: "
-                    f"{', '.join(sorted(SETTING_NAMES | {'rpm', 'rpd'}))}"
+                    f"{', '.join(sorted(SETTING_NAMES | {'rpm', 'rpd', 'tpm'}))}"
                 )
             merged[cat][name] = _setting(cat, name, value)
     return merged
@@ -157,7 +158,7 @@ def normalise_limits(project: str, limits: Mapping[str, Any]) -> dict[str, Any]:
             out[LIMIT_ALIASES[name]] = _positive_int(f"project_limits[{project!r}][{name!r}]", value)
         else:
             raise ValueError(
-                f"project_limits[{project!r}] has unknown limit {name!r}; known: rpm, rpd "
-                "(requests_per_minute, requests_per_day), models"
+                f"project_limits[{project!r}] has unknown limit {name!r}; known: rpm, rpd, tpm "
+                "(requests_per_minute, requests_per_day, input_tokens_per_minute), models"
             )
     return out

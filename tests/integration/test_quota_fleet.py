@@ -65,3 +65,33 @@ def test_fleet_at_quota_draws_no_429(emu, emulator, private_redis):
     floor = (N / (2 * RPM) - 1) * WINDOW
     assert out["wall"] >= floor * 0.98, "faster than the quota allows: the limits were not enforced"
     assert out["wall"] <= floor + 3 * WINDOW, f"too slow for the quota: {out['wall']:.1f}s vs floor {floor:.1f}s"
+
+
+def test_input_token_quota_is_paced_without_429(worker, emu, manager_factory, fleet_env):
+    """Per-project input-tokens-per-minute limits: estimated before each call, corrected after it."""
+    from gemini_tasks import GeminiParallelProcessor
+
+    secrets = {k: v for k, v in fleet_env.items() if k.startswith("GEMINI_API_KEY_")}
+    projects = {"GEMINI_API_KEY_1": "tok-a", "GEMINI_API_KEY_2": "tok-a", "GEMINI_API_KEY_3": "tok-b",
+                "GEMINI_API_KEY_4": "tok-b"}
+    window, tpm = 2.0, 600
+    emu.configure(keys={s: {"label": k, "project": projects[k]} for k, s in secrets.items()},
+                  quotas={p: {"*": {"tpm": tpm}} for p in set(projects.values())}, minute_seconds=window)
+    m = manager_factory(4, paid_keys="all", projects=projects, rate_window_seconds=window,
+                        project_limits={p: {"tpm": tpm} for p in set(projects.values())},
+                        key_settings={"paid": {"max_concurrent_leases": 8}})
+    proc = GeminiParallelProcessor(m, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0,
+                                   max_workers=8)
+    n = 24
+    prompts = [{"prompt": f"T{i:02d} " + "x" * 796} for i in range(n)]  # 800 characters: 200 tokens each
+    import time as _t
+
+    t0 = _t.monotonic()
+    results = proc.process_prompts(prompts, progress=False)
+    wall = _t.monotonic() - t0
+    assert all(e is None for _, _, e in results), [e for _, _, e in results if e][:3]
+    stats = emu.stats()
+    assert {int(k): v for k, v in stats["by_status"].items()}.get(429, 0) == 0, stats["by_quota"]
+    # 2 projects x 3 requests (600 tokens) per window: 24 requests need at least 3 full windows
+    floor = (n / 6 - 1) * window
+    assert floor * 0.98 <= wall <= floor + 4 * window, f"{wall:.1f}s vs floor {floor:.1f}s"

@@ -294,3 +294,24 @@ def test_status_summary_has_original_fields(env, pool_name):
     assert s["GEMINI_API_KEY_1"]["category"] == "paid"
     assert m.check_key_status("GEMINI_API_KEY_2") == AVAILABLE
     assert m.check_key_status("NOPE") == FAILED_INIT
+
+
+def test_project_tpm_limit_counts_estimates_and_reconciles_with_actual_tokens(env, pool_name):
+    m = make(pool_name, 2, paid_keys="all", projects={"GEMINI_API_KEY_1": "p", "GEMINI_API_KEY_2": "p"},
+             project_limits={"p": {"tpm": 100}}, key_settings={"paid": {"max_concurrent_leases": 10}})
+    p60 = policy(rate_window=10, window_margin=0, tokens=60)
+    first = m.pool.admit(m.key_ids, p60)
+    assert isinstance(first, Lease)
+    w = m.pool.admit(m.key_ids, p60)  # 60 + 60 > 100: wait until the first leaves the window
+    assert w.reason == "quota" and 9.9 < w.seconds <= 10.01
+    m.pool.report(first, "success", prompt_tokens=20)  # the API counted 20: the window now holds 20
+    second = m.pool.admit(m.key_ids, p60)
+    assert isinstance(second, Lease)  # 20 + 60 <= 100
+    assert m.pool.admit(m.key_ids, policy(rate_window=10, window_margin=0, tokens=30)).reason == "quota"
+    assert isinstance(m.pool.admit(m.key_ids, policy(rate_window=10, window_margin=0, tokens=20)), Lease)
+    # requests without an estimate are not held back by tpm; a single oversized request waits for an
+    # empty window rather than forever
+    assert isinstance(m.pool.admit(m.key_ids, policy(rate_window=10, window_margin=0)), Lease)
+    m.pool.advance_clock(10.01)
+    assert isinstance(m.pool.admit(m.key_ids, policy(rate_window=10, window_margin=0, tokens=500)), Lease)
+    assert m.pool.admit(m.key_ids, policy(rate_window=10, window_margin=0, tokens=1)).reason == "quota"

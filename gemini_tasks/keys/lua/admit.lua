@@ -15,7 +15,8 @@
 -- ARGV[11] margin         ms added to the window, covering the network delay between admission and arrival
 -- ARGV[12] cancel_id      task id whose caller may have given up ("" = none)
 -- ARGV[13] poll           ms to suggest when only a busy lease/slot blocks (its end time is unknown)
--- ARGV[14..] candidate key ids (the keys whose secret the caller holds)
+-- ARGV[14] tokens         estimated input tokens of the request (0 = unknown; tpm limits then ignore it)
+-- ARGV[15..] candidate key ids (the keys whose secret the caller holds)
 --
 -- Returns one of
 --   {1, key_id, lease_id, expiry_ms, now_ms, slot}        admitted: call now with key_id
@@ -28,7 +29,9 @@
 --   * a key has at most `maxl` active leases (1 unless configured);
 --   * a key is never admitted again within `cool` ms of its previous admission;
 --   * a processor never has more than max_workers calls in flight;
---   * a project's admissions within any `window` (+margin) never exceed its rpm, nor its rpd in one day.
+--   * a project's admissions within any `window` (+margin) never exceed its rpm, nor its rpd in one day,
+--     and their input tokens (estimated at admission, corrected by report.lua) never exceed its tpm
+--     (a single request larger than tpm is admitted only into an empty window: the API decides).
 -- Choice among usable keys: paid before free, then least recently used, then id.
 
 local owner, proc = ARGV[1], ARGV[2]
@@ -37,6 +40,8 @@ local interval, scope, lease_ttl = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 local model, day_off = ARGV[8], tonumber(ARGV[9])
 local window, margin = tonumber(ARGV[10]), tonumber(ARGV[11])
 local cancel_id, poll = ARGV[12], tonumber(ARGV[13])
+local tokens = tonumber(ARGV[14]) or 0
+local FIRST_CAND = 15
 
 local now = now_ms()
 reap(now)
@@ -74,14 +79,47 @@ end
 local win_cache = {}
 local limited = {}
 for _, p in ipairs(redis.call('SMEMBERS', P .. 'limited')) do limited[p] = true end
-local NO_LIMITS = {0, nil, nil}
+local NO_LIMITS = {0, nil, nil, nil}
+
+-- Input tokens in the sliding window of (project, model): tokz holds lease -> admission time, tokh holds
+-- lease -> tokens and '__sum', their total. Entries leave the window here, each exactly once.
+local function token_ready(project, tpm)
+  local zk = P .. 'tokz:' .. project .. '|' .. model
+  local hk = P .. 'tokh:' .. project .. '|' .. model
+  local cutoff = '(' .. (now - window - margin)
+  local old = redis.call('ZRANGEBYSCORE', zk, '-inf', cutoff, 'LIMIT', 0, 512)
+  if #old > 0 then
+    local freed = 0
+    for _, v in ipairs(redis.call('HMGET', hk, unpack(old))) do freed = freed + (tonumber(v) or 0) end
+    redis.call('HDEL', hk, unpack(old))
+    redis.call('ZREM', zk, unpack(old))
+    if freed ~= 0 then redis.call('HINCRBY', hk, '__sum', -freed) end
+  end
+  local sum = tonumber(redis.call('HGET', hk, '__sum') or '0') or 0
+  if sum <= 0 or sum + tokens <= tpm then return now end
+  local entries = redis.call('ZRANGE', zk, 0, 127, 'WITHSCORES')
+  if #entries == 0 then
+    redis.call('HSET', hk, '__sum', 0)  -- self-heal a sum left without entries
+    return now
+  end
+  local ids = {}
+  for i = 1, #entries, 2 do ids[#ids + 1] = entries[i] end
+  local need, freed, t = sum + tokens - tpm, 0, now
+  for i, v in ipairs(redis.call('HMGET', hk, unpack(ids))) do
+    freed = freed + (tonumber(v) or 0)
+    t = tonumber(entries[2 * i])
+    if freed >= need then break end
+  end
+  return t + window + margin + 1
+end
 local function quota_ready(project)
   if not limited[project] then return NO_LIMITS end
   if win_cache[project] then return win_cache[project] end
   local lk = P .. 'proj:' .. project
-  local lim = redis.call('HMGET', lk, 'rpm|' .. model, 'rpm', 'rpd|' .. model, 'rpd')
+  local lim = redis.call('HMGET', lk, 'rpm|' .. model, 'rpm', 'rpd|' .. model, 'rpd', 'tpm|' .. model, 'tpm')
   local rpm = tonumber(lim[1] or lim[2] or '')
   local rpd = tonumber(lim[3] or lim[4] or '')
+  local tpm = tonumber(lim[5] or lim[6] or '')
   local ready = now
   if rpm then
     local wk = P .. 'win:' .. project .. '|' .. model
@@ -96,7 +134,8 @@ local function quota_ready(project)
     local used = tonumber(redis.call('GET', P .. 'day:' .. project .. '|' .. model .. '|' .. day_number(now, day_off)) or '0')
     if used >= rpd then ready = math.max(ready, day_end(now, day_off)) end
   end
-  win_cache[project] = {ready, rpm, rpd}
+  if tpm and tokens > 0 then ready = math.max(ready, token_ready(project, tpm)) end
+  win_cache[project] = {ready, rpm, rpd, tpm}
   return win_cache[project]
 end
 
@@ -113,9 +152,9 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', P .. 'waiting', '-inf', now, 'LI
   end
 end
 
-local ncand = #ARGV - 13
+local ncand = #ARGV - FIRST_CAND + 1
 local cand = {}
-for i = 14, #ARGV do cand[ARGV[i]] = true end
+for i = FIRST_CAND, #ARGV do cand[ARGV[i]] = true end
 local best = nil
 local min_wait, wait_reason = nil, nil
 local function consider_wait(ms, reason)
@@ -148,7 +187,7 @@ if not best then
   -- nothing ready: the wait is the soonest of the candidates' waiting times, busy leases and quota windows
   local any_usable_state = false
   local cids = {}
-  for i = 14, #ARGV do cids[#cids + 1] = ARGV[i] end
+  for i = FIRST_CAND, #ARGV do cids[#cids + 1] = ARGV[i] end
   local in_waiting = redis.call('ZMSCORE', P .. 'waiting', unpack(cids))
   local in_ready = redis.call('ZMSCORE', P .. 'ready', unpack(cids))
   for i, id in ipairs(cids) do
@@ -219,6 +258,15 @@ if q and q[2] then
   local wk = P .. 'win:' .. best.proj .. '|' .. model
   redis.call('ZADD', wk, now, lid)
   redis.call('PEXPIRE', wk, window + margin + 60000)
+end
+if q and q[4] and tokens > 0 then
+  local zk = P .. 'tokz:' .. best.proj .. '|' .. model
+  local hk = P .. 'tokh:' .. best.proj .. '|' .. model
+  redis.call('ZADD', zk, now, lid)
+  redis.call('HSET', hk, lid, tokens)
+  redis.call('HINCRBY', hk, '__sum', tokens)
+  redis.call('PEXPIRE', zk, window + margin + 60000)
+  redis.call('PEXPIRE', hk, window + margin + 60000)
 end
 if q and q[3] then
   local dk = P .. 'day:' .. best.proj .. '|' .. model .. '|' .. day_number(now, day_off)

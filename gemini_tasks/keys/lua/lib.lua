@@ -26,6 +26,8 @@
 --   gate:<scope>        STRING earliest time (ms) of the next admission for a spacing scope ("fleet" or a host)
 --   proc:<proc id>      ZSET  a processor's virtual worker slots: slot -> ready time (ms); busy = BUSY + expiry
 --   win:<project>|<model> ZSET admissions in the sliding rate window: lease id -> time (ms)
+--   tokz:<project>|<model> ZSET / tokh:<project>|<model> HASH  the input-token window: lease id -> time,
+--                             lease id -> tokens, and '__sum' (their total)
 --   day:<project>|<model>|<day> STRING admissions on one Pacific-time day
 --   cancel:<task id>    STRING present when the caller gave up on that task (admission refused)
 --   seq                 STRING lease id counter (also the fencing token)
@@ -129,10 +131,10 @@ local function day_end(now, off_ms)
 end
 
 -- Remove a lease's records. A slot held by the lease becomes ready at now + slot_delay.
--- Returns {key=, issued=, exp=} or nil when the lease is unknown (already reported or reaped).
+-- Returns {key=, issued=, exp=, proj=, model=} or nil when the lease is unknown (already reported or reaped).
 local function release_lease(lid, now, slot_delay)
   local lk = P .. 'lease:' .. lid
-  local v = redis.call('HMGET', lk, 'key', 'issued', 'exp', 'proc', 'slot')
+  local v = redis.call('HMGET', lk, 'key', 'issued', 'exp', 'proc', 'slot', 'proj', 'model')
   redis.call('ZREM', P .. 'leases', lid)
   if not v[1] then return nil end
   if redis.call('ZREM', P .. 'kl:' .. v[1], lid) == 1 then
@@ -142,7 +144,7 @@ local function release_lease(lid, now, slot_delay)
     redis.call('ZADD', P .. 'proc:' .. v[4], 'XX', now + slot_delay, v[5])
   end
   redis.call('DEL', lk)
-  return {key = v[1], issued = tonumber(v[2]), exp = tonumber(v[3])}
+  return {key = v[1], issued = tonumber(v[2]), exp = tonumber(v[3]), proj = v[6], model = v[7]}
 end
 
 -- Leases whose holder never reported (a killed worker) end here. The key is treated as used: a free key

@@ -15,4 +15,5 @@ if not v[1] then return 0 end
 local wk = P .. 'win:' .. v[1] .. '|' .. v[2]
 local now = now_ms()
 local moved = redis.call('ZADD', wk, 'XX', 'GT', 'CH', now, lid)
+redis.call('ZADD', P .. 'tokz:' .. v[1] .. '|' .. v[2], 'XX', 'GT', now, lid)
 return moved

@@ -9,6 +9,8 @@
 -- ARGV[6]  quota_kind   minute | day | tokens | limit_zero | unknown   (rate_limited only)
 -- ARGV[7]  worker_cool  ms the processor slot rests before its next call
 -- ARGV[8]  day_off      UTC offset of Pacific time in ms
+-- ARGV[9]  prompt_tokens  input tokens the API counted (usageMetadata.promptTokenCount), or -1: replaces the
+--                         admission's estimate in the project's token window
 --
 -- Returns {status, until_ms, counted, now_ms} where counted is 1 when a 429 started a new exhaustion
 -- event, 0 when it belonged to an event already counted (or the outcome was not a 429); now_ms is the
@@ -30,8 +32,18 @@ local lseq = tonumber(lid) or 0
 local retry_after, quota_kind = tonumber(ARGV[5]), ARGV[6]
 local worker_cool, day_off = tonumber(ARGV[7]), tonumber(ARGV[8])
 
+local actual_tokens = tonumber(ARGV[9]) or -1
+
 local now = now_ms()
-release_lease(lid, now, worker_cool)
+local released = release_lease(lid, now, worker_cool)
+if released and actual_tokens >= 0 and released.proj then
+  local hk = P .. 'tokh:' .. released.proj .. '|' .. released.model
+  local estimate = redis.call('HGET', hk, lid)
+  if estimate then
+    redis.call('HSET', hk, lid, actual_tokens)
+    redis.call('HINCRBY', hk, '__sum', actual_tokens - tonumber(estimate))
+  end
+end
 local stats = P .. 'stats'
 redis.call('HINCRBY', stats, 'report_' .. outcome, 1)
 
