@@ -14,6 +14,7 @@ whole history, independently of the scripts:
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import random
 import threading
@@ -34,6 +35,7 @@ COOLDOWN_MS = 120
 LEASE_TTL = 0.4
 WINDOW = 1.0
 RPM = 12
+TPM = 40  # input tokens per window of project "pp"; requests carry 1-8 tokens
 
 
 def _setup(client: redis.Redis, pool: str) -> KeyPool:
@@ -43,7 +45,7 @@ def _setup(client: redis.Redis, pool: str) -> KeyPool:
         kp.register_key(k, category="free" if free else "paid", cooldown=COOLDOWN_MS / 1000 if free else 0,
                         exhausted_wait=0.15, fully_exhausted_wait=0.4, max_exhausted_retries=3,
                         project="pp" if k in PROJECT_KEYS else "")
-    kp.set_project_limits("pp", {"rpm": RPM})
+    kp.set_project_limits("pp", {"rpm": RPM, "tpm": TPM})
     return kp
 
 
@@ -54,17 +56,19 @@ def _worker(url: str, pool: str, seed: int, seconds: float, threads: int, out) -
 
     def loop(tseed: int) -> None:
         rnd = random.Random(tseed)
-        policy = AdmitPolicy(model="m", owner=f"w{tseed}", api_call_interval=INTERVAL_MS / 1000, lease_ttl=LEASE_TTL,
-                             rate_window=WINDOW, window_margin=0)
+        base = AdmitPolicy(model="m", owner=f"w{tseed}", api_call_interval=INTERVAL_MS / 1000, lease_ttl=LEASE_TTL,
+                           rate_window=WINDOW, window_margin=0)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             candidates = rnd.sample(ALL, rnd.randint(2, len(ALL)))
+            tokens = rnd.randint(1, 8)
+            policy = dataclasses.replace(base, tokens=tokens)
             got = kp.admit(candidates, policy)
             if not isinstance(got, Lease):
                 time.sleep(min(got.seconds, 0.03) * rnd.random())
                 continue
             with lock:
-                events.append(("admit", got.key_id, int(got.lease_id), got.issued_ms, got.expires_ms))
+                events.append(("admit", got.key_id, int(got.lease_id), got.issued_ms, got.expires_ms, tokens))
             time.sleep(rnd.random() * 0.015)
             roll = rnd.random()
             if roll < 0.08:
@@ -73,7 +77,7 @@ def _worker(url: str, pool: str, seed: int, seconds: float, threads: int, out) -
                 continue
             outcome = ("rate_limited" if roll < 0.23 else "transient" if roll < 0.33 else
                        "persistent" if roll < 0.38 else "success")
-            r = kp.report(got, outcome, retry_after=0.05, quota_kind="minute")
+            r = kp.report(got, outcome, retry_after=0.05, quota_kind="minute", prompt_tokens=tokens)
             with lock:
                 events.append(("report", got.key_id, int(got.lease_id), outcome, r.counted, r.ended_ms))
 
@@ -136,6 +140,12 @@ def test_invariants_hold_under_random_interleavings(redis_url, pool_name, proces
     for i, t in enumerate(proj):
         in_window = bisect_right(proj, t + WINDOW * 1000) - i
         assert in_window <= RPM + 0, f"{in_window} admissions of project pp within one window"
+    # ... and its input tokens in any window
+    proj_tok = sorted((e[3], e[5]) for e in admits.values() if e[1] in PROJECT_KEYS)
+    times = [t for t, _ in proj_tok]
+    for i, (t, _) in enumerate(proj_tok):
+        used = sum(n for _, n in proj_tok[i:bisect_right(times, t + WINDOW * 1000)])
+        assert used <= TPM, f"{used} tokens of project pp within one window (limit {TPM})"
 
     time.sleep(LEASE_TTL + 0.1)
     snap = kp.status()  # reaps every expired lease
