@@ -42,13 +42,15 @@ def _lost_batch_check(group_id: str, received: Callable[[], int], total: int) ->
 
     Without it a caller waiting with ``timeout=None`` would wait forever for messages and results that a
     Redis restart without persistence has erased. A Redis that is unreachable is not a loss: the result
-    consumer reconnects, and the check runs again.
+    consumer reconnects, and the check runs again. The check renews the group record's expiry (one
+    ``EXPIRE``), so a batch that runs longer than ``result_expires`` is never mistaken for a lost one.
     """
     backend = app.backend
     client = getattr(backend, "client", None)
     if client is None or not hasattr(backend, "get_key_for_group"):
         return None
     key = backend.get_key_for_group(group_id)
+    expires = getattr(backend, "expires", None)
     last = [time.monotonic()]
 
     def check() -> None:
@@ -57,7 +59,7 @@ def _lost_batch_check(group_id: str, received: Callable[[], int], total: int) ->
             return
         last[0] = now
         try:
-            present = client.exists(key)
+            present = client.expire(key, int(expires)) if expires else client.exists(key)
         except Exception:  # noqa: BLE001 - unreachable is not lost; the next check tries again
             return
         if not present:
