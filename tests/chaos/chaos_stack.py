@@ -47,8 +47,7 @@ def celery_app_on(url: str) -> Iterator[Any]:
         amqp = app.__dict__.get("amqp")
         if amqp is not None:
             amqp._producer_pool = None
-        app._backend_cache = None
-        app._local = threading.local()
+        forget_backend(app)
 
     app.conf.update(broker_url=url, result_backend=url)
     forget_connections()
@@ -57,6 +56,12 @@ def celery_app_on(url: str) -> Iterator[Any]:
     finally:
         app.conf.update(saved)
         forget_connections()
+
+
+def forget_backend(app: Any) -> None:
+    """Drop the app's cached result backends (one per thread) so the next use reads the configuration again."""
+    app._backend_cache = None
+    app._local = threading.local()
 
 
 def worker_env(redis_url: str, emulator_url: str, **extra: str) -> dict[str, str]:

@@ -18,11 +18,11 @@ from chaos_stack import Stack, generate_calls, prompt_of, queue_lengths, record_
 VISIBILITY = 10
 
 
-def _processor(manager):
+def _processor(manager, max_workers: int = 8):
     from gemini_tasks import GeminiParallelProcessor
 
     return GeminiParallelProcessor(manager, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0,
-                                   max_workers=8)
+                                   max_workers=max_workers)
 
 
 def _batch(tag: str, n: int) -> list[dict]:
@@ -61,7 +61,7 @@ def test_restart_with_persistence_loses_nothing():
         client.close()
 
 
-def test_restart_without_persistence_fails_clearly_and_fleet_recovers():
+def test_restart_without_persistence_fails_clearly_and_fleet_recovers(monkeypatch):
     with Stack(persistence=False) as stack:
         stack.control.reset(latency_seconds=0.5)
         stack.worker(concurrency=4)
@@ -94,4 +94,16 @@ def test_restart_without_persistence_fails_clearly_and_fleet_recovers():
         proc2 = _processor(stack.manager())
         results = proc2.process_prompts(_batch("volatile-after", 16), timeout=VISIBILITY * 4, progress=False)
         assert all(e is None for _, _, e in results), results
+        # and a batch that merely outlives result_expires is not mistaken for a lost one: while the caller
+        # waits, the check renews the group record's expiry
+        import gemini_tasks.processors as processors
+        from chaos_stack import forget_backend
+
+        monkeypatch.setattr(processors, "LOST_CHECK_SECONDS", 0.5)
+        monkeypatch.setitem(stack.app.conf, "result_expires", 3)
+        forget_backend(stack.app)
+        stack.control.configure(latency_seconds=1.0)
+        results = _processor(stack.manager(), max_workers=1).process_prompts(_batch("outlives-expiry", 5), progress=False)
+        assert all(e is None for _, _, e in results), results
+        forget_backend(stack.app)
         record_figures("redis_restart_volatile", error=message[:200], error_after_seconds=round(waited, 1))
