@@ -14,7 +14,9 @@ key) and prints one row per configuration:
 * ``req/s`` (all N answers, submit to last result), ``ideal`` (concurrency / latency), ``req/s/slot``;
 * worker memory after the run, summed over the worker's process tree from ``/proc``: RSS, and PSS (the fair share
   of pages a prefork parent shares with its children, from ``smaps_rollup``);
-* worker CPU milliseconds per request (utime + stime of the tree, over the measured batch only).
+* worker CPU milliseconds per request (utime + stime of the tree, over the measured batch only);
+* the longest pause between two consecutive calls arriving at the emulator during the batch (a worker that
+  leaves its slots idle shows up here: gevent with prefetch 1 refills them only every 2 s).
 
     python bench/pools.py                                  # the table in workers/README.md
     python bench/pools.py --requests 400 --configs threads:32,gevent:32
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -93,7 +96,14 @@ def memory_mb(pids: list[int]) -> tuple[float, float]:
 # ------------------------------------------------------------------------------------------------ run
 
 
-def run_config(pool: str, concurrency: int, n: int, latency: float, env: dict[str, str], prefetch: int = 1) -> dict:
+def longest_gap(emulator, since: int) -> float:
+    """The longest pause between two consecutive call arrivals at the emulator (a worker that stalls shows here)."""
+    arrivals = sorted(e["t"] for e in emulator.control.log(since=since) if e.get("endpoint") == "generateContent")
+    return max((b - a for a, b in zip(arrivals, arrivals[1:])), default=0.0)
+
+
+def run_config(pool: str, concurrency: int, n: int, latency: float, env: dict[str, str], emulator,
+               prefetch: int = 1) -> dict:
     from gemini_tasks import AdvancedApiKeyManager, GeminiParallelProcessor
     from gemini_tasks.local_fleet import WorkerProcess, WorkerStartError
 
@@ -117,9 +127,13 @@ def run_config(pool: str, concurrency: int, n: int, latency: float, env: dict[st
         # warm-up: every slot (thread, greenlet or child process) builds its SDK clients and connections
         warm = proc.process_prompts([{"prompt": f"warm {i}"} for i in range(concurrency * 2)], timeout=300,
                                     progress=False)
-        row["warmup_errors"] = sum(1 for _, _, e in warm if e)
+        warm_errors = [e for _, _, e in warm if e]
+        row["warmup_errors"] = len(warm_errors)
+        if warm_errors:
+            row["first_warmup_error"] = warm_errors[0][:300]
         pids = tree(worker.pid)
         cpu0 = cpu_seconds(pids)
+        log_from = emulator.control.clear_log()
         t0 = time.perf_counter()
         results = proc.process_prompts([{"prompt": f"bench {pool} {concurrency} #{i}"} for i in range(n)],
                                        timeout=600, progress=False)
@@ -128,6 +142,7 @@ def run_config(pool: str, concurrency: int, n: int, latency: float, env: dict[st
         cpu = cpu_seconds(pids) - cpu0
         rss, pss = memory_mb(pids)
         errors = [e for _, _, e in results if e]
+        row["max_gap_s"] = round(longest_gap(emulator, log_from), 2)
         row.update({
             "wall_s": round(wall, 2), "rps": round(n / wall, 1), "rps_per_slot": round(n / wall / concurrency, 2),
             "rss_mb": round(rss, 1), "pss_mb": round(pss, 1), "processes": len(pids),
@@ -141,8 +156,8 @@ def run_config(pool: str, concurrency: int, n: int, latency: float, env: dict[st
 
 def fmt_table(rows: list[dict], latency: float) -> str:
     head = (f"| pool | -c | prefetch | requests | req/s | ideal (c/{latency:g}s) | req/s per slot | worker RSS MiB | worker PSS MiB "
-            "| processes | worker CPU ms/req | errors |")
-    lines = [head, "|" + "---|" * 12]
+            "| processes | worker CPU ms/req | longest pause between calls, s | errors |")
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['pool']} | {r['concurrency']} | {r['prefetch']} | - | did not start: "
@@ -150,7 +165,7 @@ def fmt_table(rows: list[dict], latency: float) -> str:
             continue
         lines.append(f"| {r['pool']} | {r['concurrency']} | {r['prefetch']} | {r['requests']} | {r['rps']:.1f} | {r['ideal_rps']:.0f} | "
                      f"{r['rps_per_slot']:.2f} | {r['rss_mb']:.0f} | {r['pss_mb']:.0f} | {r['processes']} | "
-                     f"{r['cpu_ms_per_req']:.2f} | {r['errors']} |")
+                     f"{r['cpu_ms_per_req']:.2f} | {r['max_gap_s']:.2f} | {r['errors']} |")
     return "\n".join(lines)
 
 
@@ -167,6 +182,9 @@ def main() -> None:
     from gemini_tasks.emulator.runner import EmulatorProcess
     from gemini_tasks.local_redis import RedisServer
 
+    # a SIGTERM (timeout, Ctrl-C in another terminal) still runs the finally blocks: no orphaned worker,
+    # emulator or redis-server is left behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     secrets = {f"GEMINI_API_KEY_{i}": f"bench-secret-{i:02d}-abcdefghijklmnop" for i in range(1, KEYS + 1)}
     redis_server = RedisServer().start()
     emulator = EmulatorProcess(config={"latency_seconds": args.latency}).start()
@@ -183,7 +201,7 @@ def main() -> None:
             prefetch = int(rest[0].removeprefix("pf")) if rest else 1
             n = args.requests or max(400, 15 * int(conc))
             print(f"-- {pool} -c {conc} prefetch {prefetch}: {n} requests ...", file=sys.stderr, flush=True)
-            row = run_config(pool, int(conc), n, args.latency, env, prefetch)
+            row = run_config(pool, int(conc), n, args.latency, env, emulator, prefetch)
             print(f"   {json.dumps({k: v for k, v in row.items() if k != 'log'})}", file=sys.stderr, flush=True)
             rows.append(row)
         print(f"\nEmulator latency {args.latency:g} s, {KEYS} paid keys, "

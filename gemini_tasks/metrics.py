@@ -317,8 +317,8 @@ def _main() -> None:
     import click
 
     @click.command()
-    @click.option("--port", type=int, default=lambda: int(os.environ.get("GEMINI_TASKS_METRICS_PORT", "9464")),
-                  show_default="9464 or GEMINI_TASKS_METRICS_PORT")
+    @click.option("--port", type=int, default=lambda: int(os.environ.get("GEMINI_TASKS_METRICS_PORT", "9808")),
+                  show_default="9808 or GEMINI_TASKS_METRICS_PORT")
     @click.option("--addr", default="0.0.0.0", show_default=True)
     @click.option("--pool", "pools", multiple=True,
                   help="Pool(s) to export (repeatable or comma-separated); default GEMINI_TASKS_POOL; 'all' for every "
