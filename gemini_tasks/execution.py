@@ -78,6 +78,9 @@ class JobContext:
     #: re-queue this job after ``countdown`` seconds (does not return); the job carries its own state
     requeue: Callable[[dict[str, Any], float], NoReturn]
     owner: str = ""
+    #: seconds the done marker (a second copy of the result, read by a redelivered copy) is kept; the task
+    #: layer passes the result backend's ``result_expires``, so one setting bounds both in Redis memory
+    result_ttl: float = 24 * 3600
 
 
 _announced: set[tuple[str, int]] = set()
@@ -217,7 +220,7 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
         result = {"ok": True, "key_id": lease.key_id, "model": job["model"],
                   "latency_s": round(time.perf_counter() - started, 4), "task_id": ctx.task_id,
                   **result, "metadata": job.get("metadata") or {}}
-        pool.client.set(done_key, json.dumps(result), ex=24 * 3600)
+        pool.client.set(done_key, json.dumps(result), ex=max(1, int(ctx.result_ttl)))
         log.info("task %s key %s: done in %.3fs", ctx.task_id, lease.key_id, result["latency_s"])
         return result
 

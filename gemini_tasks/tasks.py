@@ -6,6 +6,7 @@ Flower and the routing table tell them apart; the bodies are the same.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, NoReturn
 
 from celery import Task
@@ -22,7 +23,16 @@ def _context(task: Task) -> JobContext:
         raise task.retry(args=[job], kwargs={}, countdown=max(0.0, countdown), max_retries=None,
                          argsrepr=describe_job(job))
 
-    return JobContext(task_id=task.request.id or "eager", requeue=requeue)
+    return JobContext(task_id=task.request.id or "eager", requeue=requeue, result_ttl=_result_ttl(task.app))
+
+
+def _result_ttl(app: Any) -> float:
+    """How long a done marker lives: as long as results (``result_expires``), and never less than twice the
+    visibility timeout, since a message whose acknowledgement was lost comes back after that long."""
+    expires = app.conf.result_expires
+    seconds = expires.total_seconds() if isinstance(expires, timedelta) else float(expires or 24 * 3600)
+    visibility = float((app.conf.broker_transport_options or {}).get("visibility_timeout") or 3600)
+    return max(seconds, 2 * visibility)
 
 
 @app.task(bind=True, name="gemini_tasks.generate_batch")
