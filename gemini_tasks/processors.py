@@ -51,11 +51,12 @@ def _lost_batch_check(group_id: str, received: Callable[[], int], total: int) ->
         return None
     key = backend.get_key_for_group(group_id)
     expires = getattr(backend, "expires", None)
-    last = [time.monotonic()]
+    every = min(LOST_CHECK_SECONDS, expires / 3) if expires else LOST_CHECK_SECONDS
+    last = [float("-inf")]  # the first check renews at once: submitting a large batch may take a while
 
     def check() -> None:
         now = time.monotonic()
-        if now - last[0] < LOST_CHECK_SECONDS:
+        if now - last[0] < every:
             return
         last[0] = now
         try:
