@@ -99,8 +99,10 @@ def worker_pool(pool_name: str) -> KeyPool:
     return pool
 
 
-def _fail(message: str, kind: str, job: dict[str, Any], error: CallError | None = None) -> NoReturn:
-    raise TaskFailed(message, {"kind": kind, "metadata": job.get("metadata") or {},
+def _fail(message: str, kind: str, job: dict[str, Any], error: CallError | None = None,
+          key_id: str | None = None) -> NoReturn:
+    """End the request with an error; ``key_id`` names the key of the failing call, when one was made."""
+    raise TaskFailed(message, {"kind": kind, "key_id": key_id, "metadata": job.get("metadata") or {},
                                "error": error.to_dict() if error else None})
 
 
@@ -195,7 +197,7 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                 state["rate_limited"] += 1
                 if state["rate_limited"] >= MAX_RATE_LIMITED_ATTEMPTS:
                     _fail(f"All keys exhausted: {state['rate_limited']} rate-limited attempts "
-                          f"({error_message(err)})", "exhausted", job, err)
+                          f"({error_message(err)})", "exhausted", job, err, lease.key_id)
                 continue
             if err.kind == INVALID_KEY:
                 continue  # the key is quarantined (FAILED_INIT); another one takes the request
@@ -203,7 +205,8 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                 state["errors"] += 1
                 attempts = int(p.get("retries", 3))
                 if state["errors"] >= attempts:
-                    _fail(f"{error_message(err)} (failed after {state['errors']} attempts)", TRANSIENT, job, err)
+                    _fail(f"{error_message(err)} (failed after {state['errors']} attempts)", TRANSIENT, job, err,
+                          lease.key_id)
                 backoff = get_exponential_backoff_interval(
                     factor=float(p.get("backoff", 1.0)), retries=state["errors"] - 1,
                     maximum=float(p.get("backoff_max", 60.0)), full_jitter=True)
@@ -211,7 +214,7 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                     ctx.requeue(job, backoff)
                 time.sleep(backoff)
                 continue
-            _fail(error_message(err), err.kind, job, err)
+            _fail(error_message(err), err.kind, job, err, lease.key_id)
         pool.report(lease, "success", worker_cooldown=policy.worker_cooldown,
                     prompt_tokens=(result.get("usage") or {}).get("prompt_token_count"))
         record_call(pool, model=job["model"], latency_s=time.perf_counter() - started, usage=result.get("usage"),
