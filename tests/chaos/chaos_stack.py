@@ -36,7 +36,7 @@ def celery_app_on(url: str) -> Iterator[Any]:
     """
     from gemini_tasks.celery_app import app
 
-    saved = {"broker_url": app.conf.broker_url, "result_backend": app.conf.result_backend}
+    saved = {name: app.conf[name] for name in ("broker_url", "result_backend", "result_expires")}
 
     def forget_connections() -> None:
         pool = app._pool
@@ -157,9 +157,9 @@ class Stack:
         return self
 
     def stop(self) -> None:
-        for w in self.workers:
+        for w in self.workers:  # SIGKILL: a warm shutdown after chaos can wait on a broker that went away
             with contextlib.suppress(Exception):
-                w.stop(timeout=10)
+                w.kill()
         if self._app_ctx is not None:
             self._app_ctx.__exit__(None, None, None)
         if self._env_ctx is not None:

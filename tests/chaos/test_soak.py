@@ -63,7 +63,8 @@ def run_soak(backlog: int, seconds: float, batch: int = 100) -> dict:
             ctl = stack.control
             ctl.reset(latency_seconds=0.01,
                       keys={KEY_SECRETS[k]: {"label": k, "project": "proj-soak"} for k in KEY_IDS})
-            stack.app.conf.result_expires = RESULT_EXPIRES  # the group records this side saves
+            # the group records this side saves outlive the backlog's submission and the workers' start-up
+            stack.app.conf.result_expires = 120
             manager = stack.manager(projects={k: "proj-soak" for k in KEY_IDS},
                                     key_settings={"paid": {"max_concurrent_leases": 2}})
             proc = GeminiParallelProcessor(manager, "gemini-2.5-flash", worker_cooldown_seconds=0,
@@ -116,6 +117,8 @@ def run_soak(backlog: int, seconds: float, batch: int = 100) -> dict:
                 "leases_left": leases, "uploads": uploads, "keys": audit["families"], "no_ttl": audit["no_ttl"],
                 "batch_seconds_max": round(max(batch_times), 2), "done_ttl_max": audit["done_ttl_max"],
                 "queues": queues,
+                "trend": [(round(t), [round(k / 1024) for k in rss], round(mem / 2**20, 1))
+                          for t, rss, mem in samples[:: max(1, len(samples) // 10)]],
             }
             client.close()
             return figures

@@ -78,3 +78,43 @@ def test_sigkill_mid_call_every_request_completes_and_keys_return(stack):
                    leases_expired=len(dead), recovery_seconds=round(recovered_s, 1), visibility_timeout=VISIBILITY)
     client.close()
     survivor.stop()
+
+
+def test_streaming_request_of_a_killed_worker_is_not_called_again_after_its_caller_gave_up(stack):
+    """The ghost-call risk with redelivery: the worker dies mid-call, the caller times out, and the message
+    comes back after the visibility timeout. It must not be called again (it expired and was cancelled)."""
+    import threading
+
+    import pytest
+
+    from gemini_tasks import GeminiStreamingProcessor
+
+    ctl = stack.control
+    ctl.reset()
+    rule = ctl.add_fault(action="latency", seconds=3, prompt_contains="GHOST-STREAM")
+    victim = stack.worker(queues="interactive", concurrency=1)
+    sp = GeminiStreamingProcessor(stack.manager(), "gemini-2.5-flash", worker_cooldown_seconds=0,
+                                  api_call_interval=0)
+    sp.start()
+    arrivals = lambda: next((r["applied"] for r in ctl.faults() if r["id"] == rule), 0)  # noqa: E731
+    killer = threading.Thread(target=lambda: (wait_for(lambda: arrivals() >= 1, 10, interval=0.05), victim.kill()))
+    killer.start()
+    try:
+        with pytest.raises(TimeoutError):
+            sp.process_single({"prompt": "GHOST-STREAM once"}, timeout=2)
+    finally:
+        sp.stop()
+        killer.join(15)
+    assert arrivals() == 1  # the call in flight when the worker died
+    client = stack.client()
+    assert client.hlen("unacked") == 1  # the dead worker's message, waiting for the visibility timeout
+    survivor = stack.worker(queues="interactive", concurrency=2)
+    waited = wait_for(lambda: client.hlen("unacked") == 0 and client.llen("interactive") == 0, VISIBILITY * 3,
+                      what="the dead worker's message redelivered and settled")
+    time.sleep(1.0)
+    assert arrivals() == 1, "the redelivered request called the API after its caller had given up"
+    record_figures("streaming_redelivery_after_timeout", api_calls=arrivals(), redelivered_after_s=round(waited, 1),
+                   ghost_calls=arrivals() - 1)
+    assert "Discarding revoked task" in survivor.log_tail()  # redelivered, and dropped as expired
+    client.close()
+    survivor.kill()
