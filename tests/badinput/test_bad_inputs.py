@@ -8,8 +8,8 @@ import wave
 
 import pytest
 
-from conftest import SECRETS
-
+#: the key names tests/badinput/conftest.py gives secrets to (conftest modules are not importable by name)
+KEY_NAMES = [f"GEMINI_API_KEY_B{i}" for i in range(1, 4)]
 MODEL = "gemini-2.5-flash"
 FAST = dict(worker_cooldown_seconds=0, api_call_interval=0, max_workers=4)
 
@@ -134,7 +134,7 @@ CASES = [
      r"api_call_retries"),
     ("unknown-spacing-scope", lambda m, f, s: _batch(m, [{"prompt": "hi"}], spacing_scope="galaxy"), ValueError,
      r"spacing_scope"),
-    ("manager-not-a-manager", lambda m, f, s: _processor(list(SECRETS), MODEL), TypeError, r"AdvancedApiKeyManager"),
+    ("manager-not-a-manager", lambda m, f, s: _processor(KEY_NAMES, MODEL), TypeError, r"AdvancedApiKeyManager"),
     # -- streaming -------------------------------------------------------------------------------------------
     ("streaming-before-start", lambda m, f, s: _stream(m, {"prompt": "hi"}, start=False), RuntimeError,
      r"start\(\)"),
@@ -159,22 +159,22 @@ CASES = [
     ("key-name-not-an-env-name", lambda m, f, s: _manager(s, ["my key"]), ValueError, r"environment variable"),
     ("pool-with-no-keys", lambda m, f, s: _manager(s, []), ValueError, r"No valid API keys"),
     ("keylist-bool", lambda m, f, s: _manager(s, True), ValueError, r"keylist_names"),
-    ("paid-key-not-in-pool", lambda m, f, s: _manager(s, list(SECRETS), paid_keys=["GEMINI_API_KEY_ZZ"]),
+    ("paid-key-not-in-pool", lambda m, f, s: _manager(s, KEY_NAMES, paid_keys=["GEMINI_API_KEY_ZZ"]),
      ValueError, r"GEMINI_API_KEY_ZZ"),
-    ("unknown-key-setting", lambda m, f, s: _manager(s, list(SECRETS), key_settings={"free": {"cooldown": 3}}),
+    ("unknown-key-setting", lambda m, f, s: _manager(s, KEY_NAMES, key_settings={"free": {"cooldown": 3}}),
      ValueError, r"cooldown"),
-    ("negative-key-setting", lambda m, f, s: _manager(s, list(SECRETS),
+    ("negative-key-setting", lambda m, f, s: _manager(s, KEY_NAMES,
                                                      key_settings={"free": {"key_cooldown_seconds": -5}}),
      ValueError, r"key_cooldown_seconds"),
-    ("unknown-key-category", lambda m, f, s: _manager(s, list(SECRETS), key_settings={"gold": {}}), ValueError,
+    ("unknown-key-category", lambda m, f, s: _manager(s, KEY_NAMES, key_settings={"gold": {}}), ValueError,
      r"gold"),
-    ("project-for-unknown-key", lambda m, f, s: _manager(s, list(SECRETS), projects={"GEMINI_API_KEY_X": "p"}),
+    ("project-for-unknown-key", lambda m, f, s: _manager(s, KEY_NAMES, projects={"GEMINI_API_KEY_X": "p"}),
      ValueError, r"GEMINI_API_KEY_X"),
-    ("limits-for-unknown-project", lambda m, f, s: _manager(s, list(SECRETS), project_limits={"ghost": {"rpm": 5}}),
+    ("limits-for-unknown-project", lambda m, f, s: _manager(s, KEY_NAMES, project_limits={"ghost": {"rpm": 5}}),
      ValueError, r"ghost"),
-    ("zero-rate-window", lambda m, f, s: _manager(s, list(SECRETS), rate_window_seconds=0), ValueError,
+    ("zero-rate-window", lambda m, f, s: _manager(s, KEY_NAMES, rate_window_seconds=0), ValueError,
      r"rate_window_seconds"),
-    ("pool-name-with-braces", lambda m, f, s: _manager(s, list(SECRETS), pool="a{b}"), ValueError, r"pool name"),
+    ("pool-name-with-braces", lambda m, f, s: _manager(s, KEY_NAMES, pool="a{b}"), ValueError, r"pool name"),
 ]
 
 
