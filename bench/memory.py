@@ -130,7 +130,7 @@ def main(quick: bool = False) -> Section:
     n = 300 if quick else 2000
     with gt_stack({"latency_seconds": 0.0}, n_keys=2) as st:
         t = tts(st)
-        rows = [worker_rss(st, "threads", 16, n), worker_rss(st, "prefork", 4, n // 2)]
+        rows = [worker_rss(st, "threads", 16, n)] + ([] if quick else [worker_rss(st, "prefork", 4, n // 2)])
     c, w = t["client"], t["wav"]
     tts_table = md_table(["10-minute TTS clip (600 s, 24 kHz mono 16-bit)", "value"], [
         ["wall time, generate_speech call (enqueue -> WAV written)", f"{fmt(c['wall'], 2)} s"],

@@ -69,7 +69,7 @@ def step(st: Any, pool: str, slots: int, n: int) -> dict[str, Any]:
 def main(quick: bool = False) -> Section:
     t_start = time.time()
     thread_slots = [8, 64] if quick else [8, 16, 32, 64, 128, 256]
-    prefork_slots = [8] if quick else [8, 16]
+    prefork_slots = [] if quick else [8, 16]
     seconds = 3 if quick else 6
     rows: list[dict[str, Any]] = []
     with gt_stack({"latency_seconds": LATENCY}, n_keys=8) as st:
