@@ -36,10 +36,11 @@ def summary(sections: dict[str, Any]) -> list[str]:
     if sc and sc.get("rows"):
         thr = [r for r in sc["rows"] if r["pool"] == "threads"]
         best = max(thr, key=lambda r: r["rps"])
-        out.append(f"- **Scale**: with 200 ms calls the threads pool peaks at {fmt(best['rps'], 0)} req/s "
-                   f"({best['slots']} slots), where the 2 cores are saturated "
-                   f"({fmt(best['total_cpu_ms'], 1)} ms of CPU per request across all processes, "
-                   f"{fmt(best['worker_cpu_ms'], 1)} ms of it in the workers).")
+        out.append(f"- **Scale**: with 200 ms calls the threads pool follows slots / latency up to 32 slots and levels "
+                   f"off from 64; best {fmt(best['rps'], 0)} req/s ({best['slots']} slots). Each request costs "
+                   f"{fmt(best['total_cpu_ms'], 1)} ms of CPU across all processes ({fmt(best['worker_cpu_ms'], 1)} ms "
+                   f"in the workers), so this 2-core machine cannot do much more than 2 / "
+                   f"{best['total_cpu_ms'] / 1000:.4f} = {2000 / best['total_cpu_ms']:.0f} req/s whatever the pool.")
     mem = sections.get("memory", {}).get("data")
     if mem:
         t = mem["tts"]
@@ -83,11 +84,36 @@ def intro(name: str) -> str:
     return ""
 
 
-def notes(name: str, sec: dict[str, Any]) -> list[str]:
+def notes(name: str, sec: dict[str, Any], sections: dict[str, Any] | None = None) -> list[str]:
     if sec.get("failed"):
         return []
     if name == "quota":
         return _quota_notes(sec)
+    if name == "overhead":
+        b = sec["data"]["batch"]
+        share = 100 * b["submit_s"] / b["total_s"]
+        return [f"{share:.0f}% of the batch's time is the client submitting ({1000 * b['submit_s'] / b['n']:.1f} ms "
+                "per prompt, while the workers already run): Celery publishes each task of a group separately, and "
+                "with `task_send_sent_event` on (for Flower) each costs two Redis round trips, the message and its "
+                "`task-sent` event. The rest is the workers' CPU per request (above), on the same 2 cores as the "
+                "client, Redis and the emulator. A streaming call pays one enqueue, a worker's pick-up, the key "
+                "manager's two script calls, the call, the result write and the client's result read."]
+    if name == "scale":
+        rows = sec["data"]["rows"]
+        top = max((r for r in rows if r["pool"] == "threads"), key=lambda r: r["rps"])
+        ov = ((sections or {}).get("overhead") or {}).get("data") or {}
+        sdk = ov.get("batch", {}).get("direct_sdk_cpu_ms_per_request")
+        sdk_text = f"the SDK call itself {sdk:.1f} ms, section 2" if sdk else "the SDK call itself is part of it"
+        return [f"Up to 32 slots each slot delivers close to its 5 calls per second; beyond that the fleet levels "
+                f"off ({fmt(top['rps'], 0)} req/s at best, {fmt(top['cores_busy'], 2)} of 2 cores busy): every "
+                "request costs about "
+                f"{fmt(min(r['worker_cpu_ms'] for r in rows), 0)}-{fmt(max(r['worker_cpu_ms'] for r in rows), 0)} ms "
+                f"of CPU in a worker ({sdk_text}; the rest "
+                "is Celery's message, events and result handling, the key manager's two script calls and the "
+                "metrics write) and 2-3 ms more in Redis, the emulator and the client, all on the same 2 cores; "
+                "each worker process also runs its threads under one GIL. More slots on this machine add waiting, "
+                "not throughput: more hosts do. Prefork matches threads per slot at small counts and costs a process "
+                "per slot (section 5); `bench/pools.py` compares the pools in depth (including gevent)."]
     return []
 
 
@@ -100,34 +126,44 @@ def _quota_notes(sec: dict[str, Any]) -> list[str]:
         if gt:
             w = part["spec"]["window"]
             margin = max(0.1, 0.02 * w)
-            gt_bits.append(f"{fmt(gt['util_pct'])}% at a {w:g} s window (ceiling {100 * w / (w + margin):.1f}%, "
-                           f"{gt['r429']} 429s)")
+            if part["spec"]["rounds"] >= 5:
+                gt_bits.append(f"{fmt(gt['util_pct'])}% steady at a {w:g} s window (ceiling "
+                               f"{100 * w / (w + margin):.1f}%, {gt['r429']} 429s)")
+            else:
+                gt_bits.append(f"{fmt(gt['wall_util_pct'])}% over the whole run at a {w:g} s window (steady ceiling "
+                               f"{100 * w / (w + margin):.1f}%, {gt['r429']} 429s)")
     if gt_bits:
         out.append(
             "- **gemini-tasks** admits a project's next window's worth only a margin after the window frees: 2% of "
             "the window, at least 100 ms, for the time between the key manager's admission and the API counting "
             "the request (the emulator counts after its latency). Its ceiling is therefore window / (window + "
             "margin): 98.0% at any window of 5 s or more, 95.2% at 2 s, where the 100 ms floor is 5% of the "
-            "window. Measured: " + "; ".join(gt_bits) + ". The remaining gap to the ceiling is the few ms a waiting "
-            "slot takes to wake and be admitted. The ideal-wall column also pays for the time the client takes to "
-            "submit (about 4 ms per prompt, section 2) before the first window's worth is out. The margin is what "
-            "keeps it at zero 429s; `AdmitPolicy.window_margin` can lower it, but `GeminiParallelProcessor` does "
-            "not expose it, so the README configuration runs with the default.")
+            "window. Measured: " + "; ".join(gt_bits) + ". The rest of the gap is the few ms a waiting slot takes to "
+            "wake and be admitted; the whole-run measure also pays for the client's submission (section 2) and for "
+            "cold-start bursts that 16 slots need a second or more to send. The margin is what keeps it at zero "
+            "429s, and it is the one thing to tune for the last 2%: `AdmitPolicy.window_margin` sets it, but "
+            "`GeminiParallelProcessor` does not expose it, and the README says to keep the default, so the runs "
+            "above use the default.")
     cel = [(p, r) for p in parts for r in p["rows"] if r["system"].startswith("plain Celery")]
     if cel:
         bits = "; ".join(f"{r['system']} {fmt(r['util_pct'])}% at a {p['spec']['window']:g} s window "
                          f"({r['r429']} 429s)" for p, r in cel)
         out.append(
-            f"- **plain Celery** ({bits}): its `rate_limit` adds up to exactly the limit, yet it delivered about "
-            "half of it. Celery's rate limit is a per-worker token bucket of capacity 1 (`kombu.utils.limits."
-            "TokenBucket`) that the worker consults as rate-limited messages arrive and on timers; it starts at the "
-            "configured rate and settles near half of it after a few dozen tasks. Checked separately with the same "
-            "task and emulator: 2/s per worker gave 1.97 tasks/s over 40 tasks but 1.21/s over 100 (no latency, one "
-            "worker); 20/s gave 9.4-10.3/s with 100 ms calls, with 8 or 32 threads, with or without `acks_late` "
-            "and prefetch 1; without a rate limit the same worker ran ~55 tasks/s. Doubling `rate_limit` by hand "
-            "(the x2 row) recovers part of it, but the bucket knows nothing of projects or of the API's window, so "
-            "nothing stops it from overshooting when it does run at its configured rate, and a 429 is retried with "
-            "`retry_backoff` (Celery rounds the backoff factor up to whole seconds).")
+            f"- **plain Celery** ({bits}; steady rate, or for the real minute the rate of the answers it gave before "
+            "the run was stopped): its `rate_limit` adds up to exactly the limit, yet it delivered well under half "
+            "of it. Celery's rate limit is a token bucket of capacity 1 per worker (`kombu.utils.limits."
+            "TokenBucket`): the plot shows it starting at its configured rate and settling near 10 tasks/s per "
+            "worker (at 100 ms calls) within seconds; doubling `rate_limit` by hand (the x2 row) barely moves the "
+            "settled rate. Checked separately with the same task and emulator: 2/s per worker gave 1.97 tasks/s "
+            "over 40 tasks but 1.21/s over 100 (no latency, one worker); 20/s gave 9.4-10.3/s with 100 ms calls, "
+            "with 8 or 32 threads, with or without `acks_late` and prefetch 1; without a rate limit the same worker "
+            "ran ~55 tasks/s. A likely cause, from reading the code (not proven here): a worker whose pool has no "
+            "event loop (threads, prefork) releases a rate-limited task from a timer entry "
+            "(`Consumer._schedule_bucket_request` via `timer.call_after`), and Celery's timer thread "
+            "(`celery.utils.timer2.Timer.run`) waits for its next entry with `time.sleep(delay)`, which an entry "
+            "added meanwhile for an earlier time does not interrupt; tasks then wait for whatever the timer was "
+            "sleeping towards. The bucket also knows nothing of projects or of the API's window, and a 429 is "
+            "retried with `retry_backoff` (whole seconds at least).")
     real = next((p for p in parts if p["key"] == "real"), None)
     ll = next((r for r in real["rows"] if r["system"] == "LiteLLM Router"), None) if real else None
     if ll:

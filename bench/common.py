@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -156,11 +155,6 @@ def tree_pss_mb(pid: int) -> float:
     return sum(pss_kb(p) for p in tree(pid)) / 1024
 
 
-def tree_hwm_mb(pid: int) -> float:
-    """Sum of each process's own peak RSS (an upper bound of the tree's peak)."""
-    return sum(status_kb(p, "VmHWM") for p in tree(pid)) / 1024
-
-
 # ----------------------------------------------------------------------------------------------- numbers
 
 
@@ -171,10 +165,6 @@ def pct(values: Sequence[float], p: float) -> float:
     s = sorted(values)
     k = max(0, min(len(s) - 1, int(round(p / 100 * len(s) + 0.5)) - 1))
     return s[k]
-
-
-def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 def fmt(value: Any, digits: int = 1) -> str:
@@ -328,12 +318,6 @@ def emulator_log(control: Any, since: int = 0) -> list[dict[str, Any]]:
         since = page[-1]["seq"]
         if len(page) < 20000:
             return out
-
-
-def last_seq(control: Any) -> int:
-    entries = control.log(since=0, limit=1)
-    stats = control.stats()
-    return int(stats.get("last_seq") or (entries[-1]["seq"] if entries else 0))
 
 
 @dataclass

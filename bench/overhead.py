@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -128,7 +127,8 @@ def main(quick: bool = False) -> Section:
             f"{k} {v:.2f}" for k, v in b["cpu_ms_per_request"].items()) +
         f"; all processes {b['total_cpu_ms_per_request']:.2f}. For comparison, the direct SDK calls cost "
         f"{b['direct_sdk_cpu_ms_per_request']:.2f} ms of CPU each in the calling process: the rest of a worker's "
-        "CPU per request is Celery (message, events, result backend) and the key manager's two script calls.",
+        "CPU per request is Celery (message, events, result backend), the key manager's two script calls and the "
+        "metrics write.",
     ]
     return Section("overhead", "\n".join(md), {"streaming": s, "batch": b}, time.time() - t_start)
 

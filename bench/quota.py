@@ -431,8 +431,8 @@ def describe(spec: QuotaSpec, concurrent: bool) -> str:
 
 def main(quick: bool = False) -> Section:
     t_start = time.time()
-    plan = [("scaled", f"Scaled minute ({SCALED_MINUTE['window']:g} s window)",
-             QuotaSpec(**SCALED_MINUTE, rounds=4 if quick else 8),
+    scaled = dict(SCALED_MINUTE, window=3.0, quota=30, rounds=4) if quick else dict(SCALED_MINUTE, rounds=7)
+    plan = [("scaled", f"Scaled minute ({scaled['window']:g} s window)", QuotaSpec(**scaled),
              ["gemini-tasks", "plain-celery"] + ([] if quick else ["plain-celery-x2"]), False)]
     if not quick:
         plan += [

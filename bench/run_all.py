@@ -90,7 +90,7 @@ def render(sections: dict[str, dict], quick: bool, started: datetime, seconds: f
             png = plots / "scale_throughput.png"
             report.plot_scale(sec["data"], png)
             lines += [f"![throughput vs slots](plots/{png.name})", ""]
-        notes = analysis.notes(name, sec)
+        notes = analysis.notes(name, sec, sections)
         if notes:
             lines += [*notes, ""]
     lines += ["## Not measured here, and caveats", "", *analysis.caveats(sections, quick), ""]
@@ -102,8 +102,18 @@ def render(sections: dict[str, dict], quick: bool, started: datetime, seconds: f
 @click.option("--only", default="", help=f"Comma-separated sections ({', '.join(SECTIONS)}).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=BENCH / "RESULTS.md",
               show_default=True, help="Where to write the report (plots go to plots/ beside it).")
-def main(quick: bool, only: str, out: Path) -> None:
+@click.option("--render-only", is_flag=True,
+              help="Do not measure: re-render the report and plots from results.json beside --out.")
+def main(quick: bool, only: str, out: Path, render_only: bool) -> None:
     """Run the benchmarks and write RESULTS.md plus plots."""
+    plots = out.parent / "plots"
+    if render_only:
+        saved = json.loads((out.parent / "results.json").read_text())
+        started = datetime.fromisoformat(saved["started"])
+        plots.mkdir(parents=True, exist_ok=True)
+        out.write_text(render(saved["sections"], saved["quick"], started, saved.get("seconds", 0.0), plots))
+        click.echo(f"re-rendered {out}")
+        return
     wanted = [s.strip() for s in only.split(",") if s.strip()] or SECTIONS
     unknown = set(wanted) - set(SECTIONS)
     if unknown:
@@ -111,13 +121,12 @@ def main(quick: bool, only: str, out: Path) -> None:
     started = datetime.now(timezone.utc)
     t0 = time.time()
     sections = {name: run_section(name, quick) for name in SECTIONS if name in wanted}
-    plots = out.parent / "plots"
     plots.mkdir(parents=True, exist_ok=True)
-    text = render(sections, quick, started, time.time() - t0, plots)
-    out.write_text(text)
+    seconds = time.time() - t0
     (out.parent / "results.json").write_text(json.dumps(
-        {"machine": machine(), "quick": quick, "started": started.isoformat(), "sections": sections},
-        default=str))
+        {"machine": machine(), "quick": quick, "started": started.isoformat(), "seconds": seconds,
+         "sections": sections}, default=str))
+    out.write_text(render(sections, quick, started, seconds, plots))
     click.echo(f"wrote {out} in {(time.time() - t0) / 60:.1f} min")
 
 

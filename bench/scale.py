@@ -68,14 +68,14 @@ def step(st: Any, pool: str, slots: int, n: int) -> dict[str, Any]:
 
 def main(quick: bool = False) -> Section:
     t_start = time.time()
-    thread_slots = [8, 64] if quick else [8, 16, 32, 64, 128, 256]
+    thread_slots = [8, 32] if quick else [8, 16, 32, 64, 128, 256]
     prefork_slots = [] if quick else [8, 16]
     seconds = 3 if quick else 6
     rows: list[dict[str, Any]] = []
     with gt_stack({"latency_seconds": LATENCY}, n_keys=8) as st:
         for pool, counts in (("threads", thread_slots), ("prefork", prefork_slots)):
             for slots in counts:
-                n = int(min(max(slots / LATENCY * seconds, 200), 1000 if quick else 3000))
+                n = int(min(max(slots / LATENCY * seconds, 200), 1000 if quick else 2000))
                 print(f"  {pool} {slots} slots, {n} prompts", flush=True)
                 rows.append(step(st, pool, slots, n))
     table = md_table(
