@@ -36,11 +36,15 @@ def summary(sections: dict[str, Any]) -> list[str]:
     if sc and sc.get("rows"):
         thr = [r for r in sc["rows"] if r["pool"] == "threads"]
         best = max(thr, key=lambda r: r["rps"])
-        out.append(f"- **Scale**: with 200 ms calls the threads pool follows slots / latency up to 32 slots and levels "
-                   f"off from 64; best {fmt(best['rps'], 0)} req/s ({best['slots']} slots). Each request costs "
-                   f"{fmt(best['total_cpu_ms'], 1)} ms of CPU across all processes ({fmt(best['worker_cpu_ms'], 1)} ms "
-                   f"in the workers), so this 2-core machine cannot do much more than 2 / "
-                   f"{best['total_cpu_ms'] / 1000:.4f} = {2000 / best['total_cpu_ms']:.0f} req/s whatever the pool.")
+        lat = sc["latency"]
+        first, last = thr[0], thr[-1]
+        out.append(f"- **Scale**: with {lat * 1000:.0f} ms calls each threads-pool slot delivers "
+                   f"{fmt(first['rps_per_slot'], 2)} req/s at {first['slots']} slots (ideal {1 / lat:g}) and "
+                   f"{fmt(last['rps_per_slot'], 2)} at {last['slots']}; best {fmt(best['rps'], 0)} req/s "
+                   f"({best['slots']} slots). Each request costs {fmt(best['total_cpu_ms'], 1)} ms of CPU across all "
+                   f"processes ({fmt(best['worker_cpu_ms'], 1)} ms in the workers), so this 2-core machine cannot do "
+                   f"much more than 2 / {best['total_cpu_ms'] / 1000:.4f} = {2000 / best['total_cpu_ms']:.0f} req/s "
+                   "whatever the pool.")
     mem = sections.get("memory", {}).get("data")
     if mem:
         t = mem["tts"]
@@ -104,13 +108,15 @@ def notes(name: str, sec: dict[str, Any], sections: dict[str, Any] | None = None
         ov = ((sections or {}).get("overhead") or {}).get("data") or {}
         sdk = ov.get("batch", {}).get("direct_sdk_cpu_ms_per_request")
         sdk_text = f"the SDK call itself {sdk:.1f} ms, section 2" if sdk else "the SDK call itself is part of it"
-        return [f"Up to 32 slots each slot delivers close to its 5 calls per second; beyond that the fleet levels "
+        lo, hi = fmt(min(r["worker_cpu_ms"] for r in rows), 0), fmt(max(r["worker_cpu_ms"] for r in rows), 0)
+        worker_ms = lo if lo == hi else f"{lo}-{hi}"
+        rest_ms = fmt(top["total_cpu_ms"] - top["worker_cpu_ms"], 1)
+        return [f"Where slots are few, each delivers close to its {1 / sec['data']['latency']:g} calls per second; with more, the fleet levels "
                 f"off ({fmt(top['rps'], 0)} req/s at best, {fmt(top['cores_busy'], 2)} of 2 cores busy): every "
                 "request costs about "
-                f"{fmt(min(r['worker_cpu_ms'] for r in rows), 0)}-{fmt(max(r['worker_cpu_ms'] for r in rows), 0)} ms "
-                f"of CPU in a worker ({sdk_text}; the rest "
+                f"{worker_ms} ms of CPU in a worker ({sdk_text}; the rest "
                 "is Celery's message, events and result handling, the key manager's two script calls and the "
-                "metrics write) and 2-3 ms more in Redis, the emulator and the client, all on the same 2 cores; "
+                f"metrics write) and {rest_ms} ms more in Redis, the emulator and the client, all on the same 2 cores; "
                 "each worker process also runs its threads under one GIL. More slots on this machine add waiting, "
                 "not throughput: more hosts do. Prefork matches threads per slot at small counts and costs a process "
                 "per slot (section 5); `bench/pools.py` compares the pools in depth (including gevent)."]
@@ -148,13 +154,22 @@ def _quota_notes(sec: dict[str, Any]) -> list[str]:
     if cel:
         bits = "; ".join(f"{r['system']} {fmt(r['util_pct'])}% at a {p['spec']['window']:g} s window "
                          f"({r['r429']} 429s)" for p, r in cel)
+        base = [(p, r) for p, r in cel if r["system"] == "plain Celery" and p["spec"]["rounds"] >= 5]
+        settled = ""
+        if base:
+            p0, r0 = base[0]
+            settled = (f" and settling near {r0['steady_rps'] / p0['spec']['procs']:.0f} tasks/s per worker "
+                       f"(configured {p0['spec']['quota'] * p0['spec']['projects'] / p0['spec']['window'] / p0['spec']['procs']:g}/s, "
+                       f"{p0['spec']['latency'] * 1000:.0f} ms calls) within seconds")
+        tuned = [r for _, r in cel if r["system"].endswith("x2")]
+        tuned_text = (f"; doubling `rate_limit` by hand (the x2 row, {fmt(tuned[0]['util_pct'])}%) does not lift the "
+                      "settled rate" if tuned else "")
         out.append(
             f"- **plain Celery** ({bits}; steady rate, or for the real minute the rate of the answers it gave before "
-            "the run was stopped): its `rate_limit` adds up to exactly the limit, yet it delivered well under half "
-            "of it. Celery's rate limit is a token bucket of capacity 1 per worker (`kombu.utils.limits."
-            "TokenBucket`): the plot shows it starting at its configured rate and settling near 10 tasks/s per "
-            "worker (at 100 ms calls) within seconds; doubling `rate_limit` by hand (the x2 row) barely moves the "
-            "settled rate. Checked separately with the same task and emulator: 2/s per worker gave 1.97 tasks/s "
+            "the run was stopped): its `rate_limit` adds up to exactly the limit, yet it delivered about half of it "
+            "or less. Celery's rate limit is a token bucket of capacity 1 per worker (`kombu.utils.limits."
+            f"TokenBucket`); the plot shows it starting at its configured rate{settled}{tuned_text}. "
+            "Checked separately with the same task and emulator: 2/s per worker gave 1.97 tasks/s "
             "over 40 tasks but 1.21/s over 100 (no latency, one worker); 20/s gave 9.4-10.3/s with 100 ms calls, "
             "with 8 or 32 threads, with or without `acks_late` and prefetch 1; without a rate limit the same worker "
             "ran ~55 tasks/s. A likely cause, from reading the code (not proven here): a worker whose pool has no "
