@@ -315,3 +315,15 @@ def test_project_tpm_limit_counts_estimates_and_reconciles_with_actual_tokens(en
     m.pool.advance_clock(10.01)
     assert isinstance(m.pool.admit(m.key_ids, policy(rate_window=10, window_margin=0, tokens=500)), Lease)
     assert m.pool.admit(m.key_ids, policy(rate_window=10, window_margin=0, tokens=1)).reason == "quota"
+
+
+def test_per_minute_429_on_a_paced_project_benches_only_for_retry_delay(env, pool_name):
+    m = make(pool_name, 2, paid_keys="all", projects={"GEMINI_API_KEY_1": "p", "GEMINI_API_KEY_2": "q"},
+             project_limits={"p": {"rpm": 100}})
+    lease = m.pool.admit(["GEMINI_API_KEY_1"], policy())
+    r = m.pool.report(lease, "rate_limited", retry_after=3, quota_kind="minute")
+    assert r.status == TEMPORARILY_EXHAUSTED and 2.9 < (r.until_ms - r.ended_ms) / 1000 <= 3.0
+    # a project whose quota is not configured keeps the cautious exhausted_wait (120 s)
+    lease = m.pool.admit(["GEMINI_API_KEY_2"], policy())
+    r = m.pool.report(lease, "rate_limited", retry_after=3, quota_kind="minute")
+    assert 119.9 < (r.until_ms - r.ended_ms) / 1000 <= 120.0

@@ -21,7 +21,9 @@
 --     number, a fencing token, is <= the key's bseq) does not count again (several workers that saw one
 --     burst of 429s bench the key once);
 --   * exhausted and failed states are never overwritten by a success (a late success cannot un-bench a key);
---   * per-minute 429: benched max(exhausted_wait, retryDelay); after max_exhausted_retries consecutive
+--   * per-minute 429: benched max(exhausted_wait, retryDelay), or just retryDelay when the project's limits
+--     are configured (admission already paces it: a stray 429 is timing, not an unknown quota); after
+--     max_exhausted_retries consecutive
 --     events, fully exhausted for fully_exhausted_wait; per-day 429 (or limit 0): benched until the next
 --     Pacific midnight, whatever retryDelay says;
 --   * a 429 benches every key of the same project (they share one quota);
@@ -60,6 +62,8 @@ local function bench(kx)
     st, untl = 'FULLY_EXHAUSTED', day_end(now, day_off)
   elseif kx.exh >= kx.maxr then
     st, untl = 'FULLY_EXHAUSTED', now + kx.fwait
+  elseif quota_kind == 'minute' and retry_after >= 0 and redis.call('SISMEMBER', P .. 'limited', kx.proj) == 1 then
+    st, untl = 'TEMPORARILY_EXHAUSTED', now + retry_after
   else
     st, untl = 'TEMPORARILY_EXHAUSTED', now + math.max(kx.ewait, retry_after)
   end
