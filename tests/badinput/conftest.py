@@ -30,6 +30,13 @@ def celery_app_on(url: str):
                 pool.force_close_all()
         if "amqp" in app.__dict__:
             app.__dict__["amqp"]._producer_pool = None
+        backend = app._backend_cache or getattr(app._local, "backend", None)
+        consumer = getattr(backend, "result_consumer", None)
+        if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
+            with contextlib.suppress(Exception):  # AsyncResults outliving the stack: nothing to unsubscribe
+                consumer.stop()
+            consumer._pubsub = None
+            consumer.subscribed_to.clear()
         app._backend_cache = None
         app._local = threading.local()
 
@@ -89,3 +96,12 @@ def manager(stack):
 
     return AdvancedApiKeyManager(list(SECRETS), paid_keys="all", pool="b" + uuid.uuid4().hex[:10],
                                  redis_url=stack["url"])
+
+
+@pytest.fixture(autouse=True)
+def _collect_results_while_stack_lives():
+    """Drop a test's AsyncResults while its Redis still runs: their finalizers talk to the result backend."""
+    yield
+    import gc
+
+    gc.collect()

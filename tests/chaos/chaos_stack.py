@@ -59,7 +59,16 @@ def celery_app_on(url: str) -> Iterator[Any]:
 
 
 def forget_backend(app: Any) -> None:
-    """Drop the app's cached result backends (one per thread) so the next use reads the configuration again."""
+    """Close the app's cached result backend (this thread's) and forget it, so the next use reads the
+    configuration again. Its pubsub is dropped first: AsyncResults that outlive the stack then have nothing
+    to unsubscribe from (their finalizers would otherwise retry a Redis that is gone, at GC time)."""
+    backend = app._backend_cache or getattr(app._local, "backend", None)
+    consumer = getattr(backend, "result_consumer", None)
+    if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
+        with contextlib.suppress(Exception):
+            consumer.stop()
+        consumer._pubsub = None
+        consumer.subscribed_to.clear()
     app._backend_cache = None
     app._local = threading.local()
 

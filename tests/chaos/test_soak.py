@@ -16,7 +16,7 @@ import pytest
 from chaos_stack import HERE, KEY_IDS, KEY_SECRETS, Stack, pool_leases, queue_lengths, record_figures, rss_kib
 
 RESULT_EXPIRES = 5  # soak_celeryconfig.result_expires
-VISIBILITY = 5  # the soak workers' GEMINI_TASKS_VISIBILITY_TIMEOUT; done markers live max(5, 2 x 5) = 10 s
+VISIBILITY = 8  # the soak workers' GEMINI_TASKS_VISIBILITY_TIMEOUT; done markers live max(5, 2 x 8) = 16 s
 #: per-deployment keys, bounded in number: everything else is per request and must carry a TTL
 STEADY_POOL_KEYS = ("ids", "held", "key", "projkeys", "proj", "limited", "ready", "waiting", "gate", "leases",
                     "kl", "seq", "stats", "calls", "clock_offset")
@@ -37,6 +37,7 @@ def _redis_audit(client) -> dict:
     families: dict[str, int] = {}
     no_ttl: list[str] = []
     done_ttl_max = 0
+    result_max = 0
     for raw in client.scan_iter(count=1000):
         name = raw.decode()
         family = _family(name)
@@ -48,12 +49,15 @@ def _redis_audit(client) -> dict:
             no_ttl.append(name)
         if family == "gt:done":
             done_ttl_max = max(done_ttl_max, ttl)
-    return {"families": families, "no_ttl": no_ttl[:20], "done_ttl_max": done_ttl_max}
+        if family == "celery-task-meta":
+            result_max = max(result_max, int(client.strlen(name)))
+    return {"families": families, "no_ttl": no_ttl[:20], "done_ttl_max": done_ttl_max, "result_bytes_max": result_max}
 
 
 def run_soak(backlog: int, seconds: float, batch: int = 100) -> dict:
     audio = HERE / ".soak-audio.bin"  # above the inline budget: sent through the Files API once per project
     audio.write_bytes(os.urandom(64) * (21 * 1024 * 1024 // 64))
+    inline = os.urandom(256 * 1024)  # travels in the message; must not be stored again with the result
     env = {"GEMINI_TASKS_CELERY_CONFIG": "soak_celeryconfig", "GEMINI_TASKS_VISIBILITY_TIMEOUT": str(VISIBILITY),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
     try:
@@ -73,8 +77,11 @@ def run_soak(backlog: int, seconds: float, batch: int = 100) -> dict:
 
             def prompts(tag: str, n: int) -> list[dict]:
                 out = [{"prompt": f"{tag}-{i}", "metadata": {"i": i}} for i in range(n)]
-                out[0] = {"prompt": f"{tag}-audio <audio>", "audio_path": str(audio), "audio_mime_type": "audio/wav",
-                          "metadata": {"i": 0}}
+                for i in range(0, n, 100):  # in every hundred: one uploaded file, one inline media part
+                    out[i] = {"prompt": f"{tag}-audio <audio>", "audio_path": str(audio),
+                              "audio_mime_type": "audio/wav", "metadata": {"i": i}}
+                    out[i + 1] = {"prompt": f"{tag}-inline <audio>", "audio_bytes": inline,
+                                  "audio_mime_type": "audio/wav", "metadata": {"i": i + 1}}
                 return out
 
             # 1. the backlog: everything queued before any worker runs, then drained
@@ -116,6 +123,7 @@ def run_soak(backlog: int, seconds: float, batch: int = 100) -> dict:
                 "redis_mib_median": round(statistics.median(s[2] for s in samples) / 2**20, 2),
                 "leases_left": leases, "uploads": uploads, "keys": audit["families"], "no_ttl": audit["no_ttl"],
                 "batch_seconds_max": round(max(batch_times), 2), "done_ttl_max": audit["done_ttl_max"],
+                "result_bytes_max": audit["result_bytes_max"],
                 "queues": queues,
                 "trend": [(round(t), [round(k / 1024) for k in rss], round(mem / 2**20, 1))
                           for t, rss, mem in samples[:: max(1, len(samples) // 10)]],
@@ -132,6 +140,7 @@ def _check(f: dict, *, rss_growth_mib: float, redis_growth_mib: float) -> None:
     assert f["no_ttl"] == [], f"per-request keys without an expiry: {f['no_ttl']}"
     # done markers (a second copy of each result) follow result_expires, floored at twice the visibility timeout
     assert 0 < f["done_ttl_max"] <= max(RESULT_EXPIRES, 2 * VISIBILITY), f
+    assert f["result_bytes_max"] < 64 * 1024, f"a stored result holds the request's inline media: {f}"
     assert f["uploads"] <= 4, f"the same file was uploaded {f['uploads']} times"  # once, plus first-use races
     assert f["queues"] == {"interactive": 0, "batch": 0, "unacked": 0}, f
     for warm, end in zip(f["worker_rss_mib_warm"], f["worker_rss_mib_end"]):
@@ -141,7 +150,7 @@ def _check(f: dict, *, rss_growth_mib: float, redis_growth_mib: float) -> None:
 
 
 def test_soak_ci_sized():
-    f = run_soak(backlog=int(os.environ.get("SOAK_BACKLOG", 1000)), seconds=float(os.environ.get("SOAK_SECONDS", 30)))
+    f = run_soak(backlog=int(os.environ.get("SOAK_BACKLOG", 1000)), seconds=float(os.environ.get("SOAK_SECONDS", 20)))
     record_figures("soak_ci", **f)
     _check(f, rss_growth_mib=20, redis_growth_mib=8)
 

@@ -9,7 +9,7 @@ import time
 
 from chaos_stack import generate_calls, pool_leases, prompt_of, queue_lengths, record_figures, wait_for
 
-VISIBILITY = 10  # GEMINI_TASKS_VISIBILITY_TIMEOUT for these workers (chaos_stack.worker_env)
+VISIBILITY = 8  # GEMINI_TASKS_VISIBILITY_TIMEOUT of these workers: calls take 1 s, nothing is held longer
 LATENCY = 1.0
 
 
@@ -19,8 +19,8 @@ def test_sigkill_mid_call_every_request_completes_and_keys_return(stack):
 
     ctl = stack.control
     ctl.reset(latency_seconds=LATENCY)
-    victim = stack.worker(concurrency=4)
-    survivor = stack.worker(concurrency=4)
+    victim = stack.worker(concurrency=4, GEMINI_TASKS_VISIBILITY_TIMEOUT=str(VISIBILITY))
+    survivor = stack.worker(concurrency=4, GEMINI_TASKS_VISIBILITY_TIMEOUT=str(VISIBILITY))
     manager = stack.manager()
     proc = GeminiParallelProcessor(manager, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0,
                                    max_workers=8)
@@ -51,7 +51,7 @@ def test_sigkill_mid_call_every_request_completes_and_keys_return(stack):
     # not acknowledged); the victim never holds more than its concurrency (prefetch multiplier 1)
     assert set(calls) == {p["prompt"] for p in prompts}
     assert duplicates <= victim.concurrency, calls
-    # the lost messages came back after the visibility timeout plus one restore sweep (1 s at VT=10 s),
+    # the lost messages came back after the visibility timeout plus one restore sweep (1 s at this VT),
     # then took one call each; without the sweep fix kombu scans every 100 s and this takes ~100 s
     assert recovered_s <= VISIBILITY + 1 + 6 * LATENCY, recovered_s
 
@@ -92,7 +92,7 @@ def test_streaming_request_of_a_killed_worker_is_not_called_again_after_its_call
     ctl = stack.control
     ctl.reset()
     rule = ctl.add_fault(action="latency", seconds=3, prompt_contains="GHOST-STREAM")
-    victim = stack.worker(queues="interactive", concurrency=1)
+    victim = stack.worker(queues="interactive", concurrency=1, GEMINI_TASKS_VISIBILITY_TIMEOUT=str(VISIBILITY))
     sp = GeminiStreamingProcessor(stack.manager(), "gemini-2.5-flash", worker_cooldown_seconds=0,
                                   api_call_interval=0)
     sp.start()
@@ -108,7 +108,7 @@ def test_streaming_request_of_a_killed_worker_is_not_called_again_after_its_call
     assert arrivals() == 1  # the call in flight when the worker died
     client = stack.client()
     assert client.hlen("unacked") == 1  # the dead worker's message, waiting for the visibility timeout
-    survivor = stack.worker(queues="interactive", concurrency=2)
+    survivor = stack.worker(queues="interactive", concurrency=2, GEMINI_TASKS_VISIBILITY_TIMEOUT=str(VISIBILITY))
     waited = wait_for(lambda: client.hlen("unacked") == 0 and client.llen("interactive") == 0, VISIBILITY * 3,
                       what="the dead worker's message redelivered and settled")
     time.sleep(1.0)

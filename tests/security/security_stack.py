@@ -44,6 +44,13 @@ def celery_app_on(url: str, **ssl: Any) -> Iterator[Any]:
                 pool.force_close_all()
         if "amqp" in app.__dict__:
             app.__dict__["amqp"]._producer_pool = None
+        backend = app._backend_cache or getattr(app._local, "backend", None)
+        consumer = getattr(backend, "result_consumer", None)
+        if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
+            with contextlib.suppress(Exception):  # AsyncResults outliving the stack: nothing to unsubscribe
+                consumer.stop()
+            consumer._pubsub = None
+            consumer.subscribed_to.clear()
         app._backend_cache = None
         app._local = threading.local()
 
