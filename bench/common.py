@@ -237,7 +237,7 @@ def use_env(env: dict[str, str]) -> None:
 def stack(emulator_config: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
     """A private redis-server and the emulator (its own process); both stopped by PID on exit."""
     from gemini_tasks.emulator.runner import EmulatorProcess
-    from gemini_tasks.local_redis import RedisServer
+    from gemini_tasks.testing.local_redis import RedisServer
 
     cfg = {"log_max": 200000, **emulator_config}
     with RedisServer() as redis_server, EmulatorProcess(config=cfg) as emu:
@@ -248,7 +248,7 @@ def stack(emulator_config: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
 def workers(env: dict[str, str], n: int, concurrency: int, *, pool: str = "threads", queues: str = "batch",
             app: str | None = None) -> Iterator[list[Any]]:
     """``n`` real Celery worker processes; ``app`` names another Celery app than gemini_tasks."""
-    from gemini_tasks.local_fleet import WorkerProcess
+    from gemini_tasks.testing.local_fleet import WorkerProcess
 
     started: list[Any] = []
     try:
@@ -263,7 +263,7 @@ def workers(env: dict[str, str], n: int, concurrency: int, *, pool: str = "threa
 
 
 def _other_app_worker_cls():
-    from gemini_tasks.local_fleet import WorkerProcess
+    from gemini_tasks.testing.local_fleet import WorkerProcess
 
     class OtherAppWorker(WorkerProcess):
         """A WorkerProcess for a Celery app other than gemini_tasks (the plain-Celery peer)."""

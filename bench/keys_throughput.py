@@ -23,7 +23,7 @@ import time
 import redis
 
 from gemini_tasks.keys import AdmitPolicy, KeyPool, Lease
-from gemini_tasks.local_redis import RedisServer
+from gemini_tasks.testing.local_redis import RedisServer
 
 
 def _register(kp: KeyPool, n: int) -> list[str]:

@@ -105,7 +105,7 @@ def longest_gap(emulator, since: int) -> float:
 def run_config(pool: str, concurrency: int, n: int, latency: float, env: dict[str, str], emulator,
                prefetch: int = 1) -> dict:
     from gemini_tasks import AdvancedApiKeyManager, GeminiParallelProcessor
-    from gemini_tasks.local_fleet import WorkerProcess, WorkerStartError
+    from gemini_tasks.testing.local_fleet import WorkerProcess, WorkerStartError
 
     row = {"pool": pool, "concurrency": concurrency, "prefetch": prefetch, "requests": n,
            "ideal_rps": concurrency / latency}
@@ -180,7 +180,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from gemini_tasks.emulator.runner import EmulatorProcess
-    from gemini_tasks.local_redis import RedisServer
+    from gemini_tasks.testing.local_redis import RedisServer
 
     # a SIGTERM (timeout, Ctrl-C in another terminal) still runs the finally blocks: no orphaned worker,
     # emulator or redis-server is left behind

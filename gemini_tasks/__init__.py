@@ -14,13 +14,13 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "app": "gemini_tasks.celery_app",
     "AdvancedApiKeyManager": "gemini_tasks.keys.manager",
-    "GeminiParallelProcessor": "gemini_tasks.processors",
-    "GeminiStreamingProcessor": "gemini_tasks.processors",
-    "GeminiTTSProcessor": "gemini_tasks.tts_processor",
-    "text_to_speech": "gemini_tasks.tts_processor",
+    "GeminiParallelProcessor": "gemini_tasks.client.processors",
+    "GeminiStreamingProcessor": "gemini_tasks.client.processors",
+    "GeminiTTSProcessor": "gemini_tasks.client.tts_processor",
+    "text_to_speech": "gemini_tasks.client.tts_processor",
     "TTS_VOICES": "gemini_tasks.gemini.tts",
     "TTS_MODELS": "gemini_tasks.gemini.tts",
-    "BatchHandle": "gemini_tasks.processors",
+    "BatchHandle": "gemini_tasks.client.processors",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

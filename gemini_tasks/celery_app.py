@@ -8,7 +8,7 @@ import os
 
 from celery import Celery
 
-app = Celery("gemini_tasks", include=["gemini_tasks.tasks"])
+app = Celery("gemini_tasks", include=["gemini_tasks.worker.tasks"])
 app.config_from_object("gemini_tasks.celeryconfig")
 
 

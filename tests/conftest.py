@@ -15,7 +15,7 @@ for _var in ("GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_EN
 
 @pytest.fixture(scope="session")
 def redis_server():
-    from gemini_tasks.local_redis import RedisServer
+    from gemini_tasks.testing.local_redis import RedisServer
 
     server = RedisServer().start()
     try:

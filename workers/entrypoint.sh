@@ -12,7 +12,7 @@
 #   WORKER_EXTRA_ARGS      more `celery worker` options           default --without-gossip --without-mingle
 #
 # Any other first argument runs that command instead (the same image serves Flower and the metrics exporter):
-#   entrypoint.sh celery -A gemini_tasks flower ...      entrypoint.sh python -m gemini_tasks.metrics
+#   entrypoint.sh celery -A gemini_tasks flower ...      entrypoint.sh python -m gemini_tasks.ops.metrics
 # Arguments starting with "-" are appended to the `celery worker` command line.
 set -eu
 

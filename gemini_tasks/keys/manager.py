@@ -22,7 +22,7 @@ from gemini_tasks.keys.states import (
     PAID,
     TEMPORARILY_EXHAUSTED,
 )
-from gemini_tasks.redis_conn import get_redis
+from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.settings import get_settings, load_env_file
 
 log = logging.getLogger("gemini_tasks")

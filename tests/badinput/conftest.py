@@ -55,7 +55,7 @@ def stack():
     import redis
 
     from gemini_tasks.emulator.runner import EmulatorThread
-    from gemini_tasks.local_redis import RedisServer
+    from gemini_tasks.testing.local_redis import RedisServer
 
     server = RedisServer().start()
     emu = EmulatorThread().start()
@@ -83,7 +83,7 @@ def stack():
 @pytest.fixture(scope="module")
 def worker(stack):
     """One worker subprocess, started the first time a test needs requests to be answered."""
-    from gemini_tasks.local_fleet import WorkerProcess
+    from gemini_tasks.testing.local_fleet import WorkerProcess
 
     if stack["worker"] is None:
         stack["worker"] = WorkerProcess(stack["worker_env"], concurrency=4).start(timeout=60)

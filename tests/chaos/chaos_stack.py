@@ -154,7 +154,7 @@ class Stack:
         import pytest
 
         from gemini_tasks.emulator.runner import EmulatorProcess
-        from gemini_tasks.local_redis import RedisServer
+        from gemini_tasks.testing.local_redis import RedisServer
 
         self.redis_server = RedisServer(persistence=self.persistence, password=self.password).start()
         self.emulator = EmulatorProcess(config=self.emulator_config).start()
@@ -204,7 +204,7 @@ class Stack:
         return worker_env(self.url, self.emulator.url, **{**self.extra_env, **extra})
 
     def worker(self, *, queues: str = "interactive,batch", concurrency: int = 4, **extra_env: str) -> Any:
-        from gemini_tasks.local_fleet import WorkerProcess
+        from gemini_tasks.testing.local_fleet import WorkerProcess
 
         w = WorkerProcess(self.env(**extra_env), queues=queues, concurrency=concurrency, loglevel="INFO")
         self.workers.append(w)

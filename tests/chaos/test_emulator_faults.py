@@ -44,7 +44,7 @@ def _processor(manager, **kw):
 
 def _slow_calls(manager) -> dict[str, float]:
     """Calls the workers timed above the bucket that holds the request timeout (metrics call counters)."""
-    from gemini_tasks.metrics import read_calls
+    from gemini_tasks.ops.metrics import read_calls
 
     return {f: v for f, v in read_calls(manager.pool).items()
             if f.startswith("lat_le|") and f.split("|")[1] not in ("0.1", "0.25", "0.5", "1.0", "2.5", "5.0")}

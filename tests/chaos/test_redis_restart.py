@@ -100,7 +100,7 @@ def test_restart_without_persistence_fails_clearly_and_fleet_recovers(monkeypatc
         assert all(e is None for _, _, e in results), results
         # and a batch that merely outlives result_expires is not mistaken for a lost one: while the caller
         # waits, the check renews the group record's expiry
-        import gemini_tasks.processors as processors
+        import gemini_tasks.client.processors as processors
         from chaos_stack import forget_backend
 
         monkeypatch.setattr(processors, "LOST_CHECK_SECONDS", 0.5)

@@ -47,7 +47,7 @@ def fleet_environ(redis_url: str, emulator_url: str) -> dict[str, str]:
 
 def make_worker(env: dict[str, str], **kw: Any) -> Any:
     """A ``WorkerProcess`` with exactly ``env`` (it pings through ``env``'s broker, never this process's)."""
-    from gemini_tasks.local_fleet import WorkerProcess
+    from gemini_tasks.testing.local_fleet import WorkerProcess
 
     worker = WorkerProcess(**kw)
     worker.env = dict(env)  # exactly this environment, not this process's plus overrides
@@ -80,7 +80,7 @@ class Fleet:
 @pytest.fixture(scope="session")
 def fleet():
     from gemini_tasks.emulator.runner import EmulatorThread
-    from gemini_tasks.local_redis import RedisServer
+    from gemini_tasks.testing.local_redis import RedisServer
 
     redis_server = RedisServer().start()
     emulator = EmulatorThread().start()

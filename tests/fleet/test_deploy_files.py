@@ -81,7 +81,7 @@ def test_offline_emulator_profile_and_metrics(compose):
     example = (ROOT / ".env.example").read_text()
     assert "# GOOGLE_GEMINI_BASE_URL=http://emulator:8765" in example and "# COMPOSE_PROFILES=offline" in example
     metrics = compose["services"]["metrics"]
-    assert metrics["command"][:3] == ["python", "-m", "gemini_tasks.metrics"]
+    assert metrics["command"][:3] == ["python", "-m", "gemini_tasks.ops.metrics"]
     assert "env_file" not in metrics, "the exporter needs Redis, not the keys"
     for name in ("redis", "worker-interactive", "worker-batch", "flower", "metrics"):
         assert "profiles" not in compose["services"][name]
@@ -169,7 +169,7 @@ def test_entrypoint_starts_a_named_worker_with_soft_shutdown(tmp_path):
     """The real thing: defaults from the environment, a unique node name, -E, soft shutdown, clean SIGTERM."""
     from celery import Celery
 
-    from gemini_tasks.local_redis import RedisServer
+    from gemini_tasks.testing.local_redis import RedisServer
 
     server = RedisServer().start()
     env = entrypoint_env(tmp_path, REDIS_URL=server.url, WORKER_QUEUES="batch,interactive", WORKER_CONCURRENCY="3",

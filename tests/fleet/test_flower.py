@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gemini_tasks.local_redis import free_port
+from gemini_tasks.testing.local_redis import free_port
 
 USER, PASSWORD = "fleet-operator", "flower-pass-123"
 #: base64 of the start of fleet_client.pattern_bytes(): must never show up in Flower

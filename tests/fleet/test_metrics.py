@@ -32,7 +32,7 @@ def value(samples, name: str, **labels: str) -> float:
 
 @pytest.fixture
 def metrics_server(fleet):
-    from gemini_tasks.metrics import serve_metrics
+    from gemini_tasks.ops.metrics import serve_metrics
 
     servers = []
 
@@ -105,7 +105,7 @@ def test_scrape_shows_key_states_admissions_429s_latency_and_tokens(fleet, fleet
 
 
 def test_all_pools_and_an_unreachable_redis(fleet, fleet_emu, pool_name, metrics_server):
-    from gemini_tasks.metrics import make_registry
+    from gemini_tasks.ops.metrics import make_registry
 
     results = fleet.run_client({"pool": pool_name, "prompts": [{"prompt": "discover me"}]})
     assert results[0]["error"] is None
@@ -128,7 +128,7 @@ def test_all_pools_and_an_unreachable_redis(fleet, fleet_emu, pool_name, metrics
 def test_record_call_never_raises(caplog):
     import logging
 
-    from gemini_tasks.metrics import latency_bucket, record_call
+    from gemini_tasks.ops.metrics import latency_bucket, record_call
 
     class Broken:
         pool = "x"

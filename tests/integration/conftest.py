@@ -59,7 +59,7 @@ def celery_app(fleet_env, redis_url):
 def worker(celery_app):
     from celery.contrib.testing.worker import start_worker
 
-    import gemini_tasks.tasks  # noqa: F401 - register the tasks
+    import gemini_tasks.worker.tasks  # noqa: F401 - register the tasks
 
     with start_worker(celery_app, pool="threads", concurrency=8, perform_ping_check=False,
                       queues=["interactive", "batch"], shutdown_timeout=30, loglevel="WARNING") as w:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-CLI = [sys.executable, "-m", "gemini_tasks.cli"]
+CLI = [sys.executable, "-m", "gemini_tasks.ops.cli"]
 
 
 def run_cli(args, env, **kw):

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from gemini_tasks.local_fleet import WorkerProcess
-from gemini_tasks.local_redis import RedisServer
+from gemini_tasks.testing.local_fleet import WorkerProcess
+from gemini_tasks.testing.local_redis import RedisServer
 
 SECRETS = {f"GEMINI_API_KEY_{i}": f"quota-secret-{i:02d}-abcdefghijkl" for i in range(1, 4)}
 PROJECTS = {"GEMINI_API_KEY_1": "proj-a", "GEMINI_API_KEY_2": "proj-a", "GEMINI_API_KEY_3": "proj-b"}

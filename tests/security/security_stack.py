@@ -76,7 +76,7 @@ def worker_env(redis_url: str, emulator_url: str, secrets: dict[str, str], **ext
 
 
 def start_worker(env: dict[str, str], **kw: Any) -> Any:
-    from gemini_tasks.local_fleet import WorkerProcess
+    from gemini_tasks.testing.local_fleet import WorkerProcess
 
     worker = WorkerProcess(env, **kw)
     return worker.start(timeout=60)
@@ -157,7 +157,7 @@ class Flower:
     """A real Flower process with basic auth, asked over its HTTP API."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        from gemini_tasks.local_redis import free_port
+        from gemini_tasks.testing.local_redis import free_port
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -32,7 +32,7 @@ class _Trap:
 @pytest.fixture(scope="module")
 def json_stack():
     from gemini_tasks.emulator.runner import EmulatorThread
-    from gemini_tasks.local_redis import RedisServer
+    from gemini_tasks.testing.local_redis import RedisServer
 
     server = RedisServer().start()
     emu = EmulatorThread().start()
@@ -57,7 +57,7 @@ def test_pickled_message_is_refused_and_never_runs(json_stack, tmp_path):
     from kombu import Connection
 
     from gemini_tasks import AdvancedApiKeyManager, GeminiParallelProcessor
-    from gemini_tasks.jobs import CallPolicy, generate_job
+    from gemini_tasks.client.jobs import CallPolicy, generate_job
 
     s = json_stack
     manager = AdvancedApiKeyManager(list(SECRETS), paid_keys="all", pool="json" + uuid.uuid4().hex[:6],

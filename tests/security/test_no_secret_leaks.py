@@ -35,7 +35,7 @@ SECRETS = {**VALID, **INVALID}
 @pytest.fixture(scope="module")
 def leaky_stack():
     from gemini_tasks.emulator.runner import EmulatorProcess
-    from gemini_tasks.local_redis import RedisServer
+    from gemini_tasks.testing.local_redis import RedisServer
 
     server = RedisServer().start()
     emu = EmulatorProcess(config={"keys": {s: {"label": k, "project": f"proj-{k[-2:]}"} for k, s in VALID.items()},
@@ -66,7 +66,7 @@ def leaky_stack():
 def test_workload_leaves_no_secret_anywhere(leaky_stack, caplog):
     from gemini_tasks import AdvancedApiKeyManager, GeminiParallelProcessor, GeminiStreamingProcessor
     from gemini_tasks import GeminiTTSProcessor, text_to_speech
-    from gemini_tasks.metrics import make_registry
+    from gemini_tasks.ops.metrics import make_registry
 
     caplog.set_level(logging.DEBUG)  # every logger of this process: gemini_tasks, celery, kombu, httpx, ...
     s = leaky_stack

@@ -54,7 +54,7 @@ def _run_workload(url: str, redis_url_for_keys: str | None = None) -> None:
 def test_password_protected_redis_whole_stack(emulator, client_env):
     import redis
 
-    from gemini_tasks.local_redis import RedisServer
+    from gemini_tasks.testing.local_redis import RedisServer
 
     password = "pw-" + uuid.uuid4().hex
     with RedisServer(password=password) as server:
@@ -76,7 +76,7 @@ def test_wrong_password_fails_fast_with_a_clear_error(client_env):
     import redis
 
     from gemini_tasks import AdvancedApiKeyManager
-    from gemini_tasks.local_redis import RedisServer
+    from gemini_tasks.testing.local_redis import RedisServer
 
     with RedisServer(password="right-" + uuid.uuid4().hex) as server:
         wrong = f"redis://:wrong@127.0.0.1:{server.port}/0"
@@ -88,7 +88,7 @@ def test_wrong_password_fails_fast_with_a_clear_error(client_env):
 
 def test_empty_password_in_url_means_no_password(emulator, client_env):
     """docker-compose.yml builds ``redis://:${REDIS_PASSWORD:-}@redis:6379/0``: empty must mean "no AUTH"."""
-    from gemini_tasks.local_redis import RedisServer
+    from gemini_tasks.testing.local_redis import RedisServer
 
     with RedisServer() as server:
         url = f"redis://:@127.0.0.1:{server.port}/0"
@@ -104,7 +104,7 @@ def test_rediss_tls_whole_stack(emulator, client_env, tmp_path):
     """Broker, result backend and key manager over TLS (certificate verified against a private CA)."""
     import redis
 
-    from gemini_tasks.local_redis import RedisServer, free_port
+    from gemini_tasks.testing.local_redis import RedisServer, free_port
 
     tls = make_tls_files(tmp_path)
     tls_port = free_port()

@@ -17,12 +17,12 @@ from typing import Any, Iterable, Mapping
 from celery import group
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
-from gemini_tasks import blobs
+from gemini_tasks.worker import blobs
 from gemini_tasks.gemini import tts as tts_lib
 from gemini_tasks.gemini.tts import TTS_MODELS, TTS_VOICES  # noqa: F401 - re-exported
-from gemini_tasks.jobs import CallPolicy, check_manager, check_model
+from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
-from gemini_tasks.processors import GeminiStreamingProcessor, to_result_tuple
+from gemini_tasks.client.processors import GeminiStreamingProcessor, to_result_tuple
 
 log = logging.getLogger("gemini_tasks")
 
@@ -108,8 +108,8 @@ class GeminiTTSProcessor:
         return pcm
 
     def _run(self, speech: dict[str, Any], output_file: str | None) -> bytes | None:
-        from gemini_tasks.processors import STREAM_DEADLINE_GRACE
-        from gemini_tasks.tasks import TASKS
+        from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE
+        from gemini_tasks.worker.tasks import TASKS
         import time
 
         deadline = time.time() + self.timeout + STREAM_DEADLINE_GRACE
@@ -175,7 +175,7 @@ class GeminiTTSProcessor:
             except ValueError as exc:
                 raise ValueError(f"texts[{i}]: {exc}") from None
             jobs.append(self._job(speech, item.get("metadata"), policy))
-        from gemini_tasks.tasks import TASKS
+        from gemini_tasks.worker.tasks import TASKS
 
         task = TASKS[("speech", "batch")]
         res = group(task.s(j).set(queue="batch", argsrepr=f"speech voice={j['speech']['voice']} "

@@ -1,7 +1,7 @@
 """Prometheus metrics for the key pools and the Gemini calls the fleet makes.
 
 Two sources, both already in Redis, so any number of worker hosts add up without a push gateway and the
-exporter is one small stateless process (``gemini-tasks metrics`` or ``python -m gemini_tasks.metrics``):
+exporter is one small stateless process (``gemini-tasks metrics`` or ``python -m gemini_tasks.ops.metrics``):
 
 * the key manager's own state, read on every scrape with the ``status`` script (one ``EVALSHA`` per pool):
   per-key state, wait, leases and exhaustion counts, and the pool's ``stats`` counters (admissions, waits by
@@ -271,7 +271,7 @@ class _Families:
 def make_registry(pools: Iterable[str], redis_url: str | None = None, *, client: Any = None) -> CollectorRegistry:
     """A registry holding only the pool collector (no process metrics of the exporter itself)."""
     if client is None:
-        from gemini_tasks.redis_conn import get_redis
+        from gemini_tasks.keys.redis_conn import get_redis
         from gemini_tasks.settings import get_settings
 
         client = get_redis(redis_url or get_settings().keys_redis_url)
@@ -310,7 +310,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _main() -> None:
-    """``python -m gemini_tasks.metrics``: the exporter without the full CLI (used by docker-compose)."""
+    """``python -m gemini_tasks.ops.metrics``: the exporter without the full CLI (used by docker-compose)."""
     import os
     import signal
 

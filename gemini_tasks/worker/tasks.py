@@ -1,4 +1,4 @@
-"""The Celery tasks. Thin on purpose: each adapts one job to :mod:`gemini_tasks.execution`.
+"""The Celery tasks. Thin on purpose: each adapts one job to :mod:`gemini_tasks.worker.execution`.
 
 Two names per kind, one per queue (``interactive`` for streaming and single TTS, ``batch`` for groups), so
 Flower and the routing table tell them apart; the bodies are the same.
@@ -12,8 +12,8 @@ from typing import Any, NoReturn
 from celery import Task
 
 from gemini_tasks.celery_app import app
-from gemini_tasks.execution import JobContext, execute_generate, execute_speech
-from gemini_tasks.jobs import describe_job
+from gemini_tasks.worker.execution import JobContext, execute_generate, execute_speech
+from gemini_tasks.client.jobs import describe_job
 
 
 def _context(task: Task) -> JobContext:

@@ -19,8 +19,8 @@ from celery.result import AsyncResult, GroupResult
 from google.genai import types
 
 from gemini_tasks.celery_app import app
-from gemini_tasks.execution import TaskFailed
-from gemini_tasks.jobs import CallPolicy, check_manager, check_model, describe_job, generate_job, validate_batch
+from gemini_tasks.worker.execution import TaskFailed
+from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model, describe_job, generate_job, validate_batch
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
 
 log = logging.getLogger("gemini_tasks")
@@ -128,7 +128,7 @@ class _Processor:
         self.max_workers = max_workers
 
     def _task(self):
-        from gemini_tasks.tasks import TASKS
+        from gemini_tasks.worker.tasks import TASKS
 
         return TASKS[("generate", self.queue)]
 

@@ -91,7 +91,7 @@ def worker(ctx: click.Context, queues: str, pool: str, concurrency: int, logleve
 def keys(pool: str | None, as_json: bool, reset_ids: tuple[str, ...], watch: float | None) -> None:
     """The key pool's state: status, time until free, leases, exhaustion counts."""
     from gemini_tasks.keys import KeyPool, summarize
-    from gemini_tasks.redis_conn import get_redis
+    from gemini_tasks.keys.redis_conn import get_redis
     from gemini_tasks.settings import get_settings
 
     s = get_settings()
@@ -163,7 +163,7 @@ def _write_results(output: Path, state_path: Path, pending: dict[str, int], proc
     from celery.result import AsyncResult, ResultSet
 
     from gemini_tasks.celery_app import app
-    from gemini_tasks.processors import to_result_tuple
+    from gemini_tasks.client.processors import to_result_tuple
 
     errors = 0
     results = ResultSet([AsyncResult(tid, app=app) for tid in pending])
@@ -225,7 +225,7 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
     generation_config), or a bare string. Interrupt and re-run at will: answered prompts are skipped and
     prompts already submitted are collected rather than submitted again.
     """
-    from gemini_tasks.processors import GeminiParallelProcessor
+    from gemini_tasks.client.processors import GeminiParallelProcessor
 
     items = _read_jsonl(prompts)
     state_path = output.with_name(output.name + ".state.json")
@@ -266,7 +266,7 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
 @click.option("--timeout", type=float, default=None)
 def collect(group_id: str, output: Path | None, timeout: float | None) -> None:
     """Wait for a submitted batch (by its group id) and print its results in input order."""
-    from gemini_tasks.processors import GeminiParallelProcessor
+    from gemini_tasks.client.processors import GeminiParallelProcessor
 
     processor = GeminiParallelProcessor.__new__(GeminiParallelProcessor)  # collecting needs no key pool
     rows = processor.collect(group_id, timeout=timeout, progress=sys.stderr.isatty())
@@ -292,7 +292,7 @@ def collect(group_id: str, output: Path | None, timeout: float | None) -> None:
 @click.option("--keys", "keys_spec", default="all", show_default=True)
 def tts(text: str, output: str, voice: str, style: str | None, model: str, keys_spec: str) -> None:
     """Speak TEXT with one of the 30 voices and write a WAV file."""
-    from gemini_tasks.tts_processor import GeminiTTSProcessor
+    from gemini_tasks.client.tts_processor import GeminiTTSProcessor
 
     proc = GeminiTTSProcessor(_make_manager(keys_spec, None, None), model=model, default_voice=voice)
     audio = proc.generate_speech(text, voice=voice, style_prompt=style, output_file=output)
@@ -307,7 +307,7 @@ def tts(text: str, output: str, voice: str, style: str | None, model: str, keys_
 @click.option("--pool", "pools", multiple=True, help="pools to export (default: GEMINI_TASKS_POOL or 'default')")
 def metrics(port: int, pools: tuple[str, ...]) -> None:
     """Serve Prometheus metrics for the key pool(s) and calls."""
-    from gemini_tasks import metrics as metrics_mod
+    from gemini_tasks.ops import metrics as metrics_mod
     from gemini_tasks.settings import get_settings
 
     s = get_settings()
@@ -352,7 +352,7 @@ def demo(output_dir: Path) -> None:
             redis_url = os.environ["REDIS_URL"]
             console.print(f"using Redis at REDIS_URL ({redis_url.split('@')[-1]})")
         else:
-            from gemini_tasks.local_redis import RedisServer
+            from gemini_tasks.testing.local_redis import RedisServer
 
             server = stack.enter_context(RedisServer())
             redis_url = server.url
@@ -372,7 +372,7 @@ def demo(output_dir: Path) -> None:
             console.print(f"using your keys: {', '.join(key_env_names())}")
         _reload_settings()
         _point_app_at(redis_url)
-        from gemini_tasks.local_fleet import WorkerProcess
+        from gemini_tasks.testing.local_fleet import WorkerProcess
 
         t0 = time.monotonic()
         w = stack.enter_context(WorkerProcess(dict(os.environ), concurrency=8))
@@ -384,7 +384,7 @@ def demo(output_dir: Path) -> None:
 
 def _run_demo(output_dir: Path, demo_keys: bool) -> None:
     from gemini_tasks import AdvancedApiKeyManager, GeminiParallelProcessor, GeminiStreamingProcessor
-    from gemini_tasks.tts_processor import GeminiTTSProcessor
+    from gemini_tasks.client.tts_processor import GeminiTTSProcessor
 
     pool = f"demo-{secrets.token_hex(4)}"
     manager = AdvancedApiKeyManager("all", paid_keys=["GEMINI_API_KEY_1"] if demo_keys else None, pool=pool,

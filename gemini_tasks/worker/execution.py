@@ -1,6 +1,6 @@
 """What a worker does with one job: admit, call Gemini with the leased key, report, retry or answer.
 
-This is plain Python so it can be tested without Celery; :mod:`gemini_tasks.tasks` only adapts it. The
+This is plain Python so it can be tested without Celery; :mod:`gemini_tasks.worker.tasks` only adapts it. The
 loop keeps two budgets apart: rate-limit waits (a key cooling down, a 429, the spacing gate) never spend
 the error-retry budget, which only transient failures (5xx, timeouts, resets) consume.
 """
@@ -19,7 +19,7 @@ from typing import Any, Callable, NoReturn
 from celery.utils.time import get_exponential_backoff_interval
 from google.genai import types
 
-from gemini_tasks import blobs
+from gemini_tasks.worker import blobs
 from gemini_tasks.gemini import content as media
 from gemini_tasks.gemini import tts as tts_lib
 from gemini_tasks.gemini.client import get_client
@@ -40,11 +40,11 @@ from gemini_tasks.gemini.tokens import estimate_tokens, media_tokens
 from gemini_tasks.gemini.validation import from_wire
 from gemini_tasks.keys.admission import WaitTooLong, acquire
 from gemini_tasks.keys.pool import AdmitPolicy, Cancelled, KeyPool, Lease, NoUsableKeys
-from gemini_tasks.metrics import record_call
-from gemini_tasks.redis_conn import get_redis
+from gemini_tasks.ops.metrics import record_call
+from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.settings import get_settings
-from gemini_tasks.uploads import ProjectUploads
-from gemini_tasks.worker_keys import announce, held_secrets
+from gemini_tasks.worker.uploads import ProjectUploads
+from gemini_tasks.worker.worker_keys import announce, held_secrets
 
 log = logging.getLogger("gemini_tasks")
 

@@ -1,0 +1,1 @@
+"""Operations: the gemini-tasks command and the metrics exporter."""

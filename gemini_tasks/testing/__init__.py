@@ -1,0 +1,1 @@
+"""The test stack as importable code (as celery.contrib.testing): private redis-server, emulator, workers."""

@@ -1,0 +1,1 @@
+"""What a worker does: thin Celery tasks, execution (admit, call, report), uploads, result blobs, key announcement."""
