@@ -198,7 +198,8 @@ def text_to_speech(text: str, voice: str = "Kore", output_file: str | None = Non
     if api_key is None:
         return GeminiTTSProcessor().generate_speech(text, voice=voice, output_file=output_file)
     from gemini_tasks.gemini.client import make_client
-    from gemini_tasks.gemini.errors import classify, error_message
+    from gemini_tasks.gemini.classification import classify
+    from gemini_tasks.gemini.errors import error_message
     from gemini_tasks.gemini.response import extract_audio
     from gemini_tasks.settings import get_settings
 

@@ -6,7 +6,7 @@ For tests, benchmarks, demos and offline development.  Public names (imported la
     create_app(config) -> aiohttp.web.Application     gemini_tasks.emulator.server
     run(host, port, config, on_ready)                  gemini_tasks.emulator.server
     EmulatorThread(config), EmulatorProcess(config)    gemini_tasks.emulator.runner
-    EmulatorControl(base_url)                          gemini_tasks.emulator.control
+    EmulatorControl(base_url)                          gemini_tasks.emulator.control_client
     emulator (click command)                           gemini_tasks.emulator.cli
     VOICES                                             gemini_tasks.emulator.tts
 """
@@ -20,10 +20,10 @@ _EXPORTS = {
     "run": "server",
     "EmulatorThread": "runner",
     "EmulatorProcess": "runner",
-    "EmulatorControl": "control",
-    "EmulatorControlError": "control",
+    "EmulatorControl": "control_client",
+    "EmulatorControlError": "control_client",
     "VOICES": "tts",
-    "DEFAULT_CONFIG": "state",
+    "DEFAULT_CONFIG": "config",
 }
 
 __all__ = sorted(_EXPORTS)

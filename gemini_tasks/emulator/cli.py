@@ -40,7 +40,7 @@ def emulator(
 ) -> None:
     """Run a local Gemini API emulator (real HTTP, the SDK's wire protocol)."""
     from .server import run  # aiohttp imported only when the command actually runs
-    from .state import ConfigError, validate
+    from .config import ConfigError, validate
 
     config: dict[str, Any] = {}
     if config_path:

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from . import wire
-from .core import Emulator
+from .shared_state import Emulator
 from .faults import RequestFacts
 from .files import StoredFile, UploadSession, advance
 from .generate import json_response

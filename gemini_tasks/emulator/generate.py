@@ -15,7 +15,7 @@ from aiohttp import web
 
 from . import tts, wire
 from .content import Summary, instruction_text, summarize, text_tokens
-from .core import Emulator
+from .shared_state import Emulator
 from .faults import RequestFacts, Rule
 from .files import advance
 

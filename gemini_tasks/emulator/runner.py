@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .control import EmulatorControl
+from .control_client import EmulatorControl
 
 READY_PREFIX = "emulator listening on "
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])

@@ -17,8 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from . import control_api, files_api, generate, wire
-from .core import ConnectionAborted, Emulator
+from . import control_server, files_api, generate, wire
+from .shared_state import ConnectionAborted, Emulator
 
 log = logging.getLogger("gemini_tasks.emulator")
 
@@ -74,7 +74,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     emu = request.app[EMULATOR]
     path = request.path
     if path.startswith("/_emulator/"):
-        return await control_api.handle(emu, request)
+        return await control_server.handle(emu, request)
 
     t0 = time.perf_counter()
     entry: dict[str, Any] = {

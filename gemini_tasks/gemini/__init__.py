@@ -2,7 +2,8 @@
 
 Nothing here imports Celery or the key manager; everything is testable without a network.
 
-* :mod:`.errors` -- ``classify(exc) -> CallError``, the result-string wording, ``to_api_core``.
+* :mod:`.errors` -- ``CallError`` and its kinds, the result-string wording; :mod:`.classification` --
+  ``classify(exc) -> CallError``; :mod:`.redaction` -- keys out of messages; :mod:`.api_core_errors` -- ``to_api_core``.
 * :mod:`.response` -- text/audio out of a response; blocked or empty responses raise.
 * :mod:`.content` -- prompt_data -> ``list[types.Part]`` in the original's token order.
 * :mod:`.validation` -- reject bad prompt_data before enqueueing; JSON wire format.
@@ -14,7 +15,10 @@ Nothing here imports Celery or the key manager; everything is testable without a
 from .client import ClientCache, close_all, get_client, make_client
 from .config import GenerationConfigError, build_generate_config
 from .content import INLINE_REQUEST_LIMIT, MediaItem, build_contents, choose_uploads, inline_path, plan_media
-from .errors import CallError, GeminiCallFailed, InvalidPromptError, classify, error_message, redact, to_api_core
+from .api_core_errors import to_api_core
+from .classification import classify
+from .errors import CallError, GeminiCallFailed, InvalidPromptError, error_message
+from .redaction import redact
 from .response import extract_audio, extract_text, finish_reason, usage_dict
 from .tts import (
     TTS_MODELS,

@@ -32,9 +32,9 @@ from gemini_tasks.gemini.errors import (
     TRANSIENT,
     CallError,
     GeminiCallFailed,
-    classify,
     error_message,
 )
+from gemini_tasks.gemini.classification import classify
 from gemini_tasks.gemini.response import extract_audio, extract_text, usage_dict
 from gemini_tasks.gemini.tokens import estimate_tokens, media_tokens
 from gemini_tasks.gemini.validation import from_wire

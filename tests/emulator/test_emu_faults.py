@@ -220,7 +220,7 @@ def test_fault_applies_to_files_get(client, ctl):
 
 
 def test_bad_rules_are_refused(ctl):
-    from gemini_tasks.emulator.control import EmulatorControlError
+    from gemini_tasks.emulator.control_client import EmulatorControlError
 
     for rule in ({"action": "explode"}, {"action": "status", "status": 418}, {"action": "status", "colour": 1}):
         with pytest.raises(EmulatorControlError) as ei:

@@ -6,7 +6,7 @@ import pytest
 from emu_helpers import MODEL
 from google.genai import errors, types
 
-from gemini_tasks.emulator.control import EmulatorControlError
+from gemini_tasks.emulator.control_client import EmulatorControlError
 
 
 def test_log_entry_records_parts_in_order(client, ctl):

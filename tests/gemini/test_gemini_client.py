@@ -18,7 +18,9 @@ from google.api_core import exceptions as core
 
 from gemini_tasks.gemini import client as client_mod
 from gemini_tasks.gemini.client import ClientCache, make_client
-from gemini_tasks.gemini.errors import classify, error_message, to_api_core
+from gemini_tasks.gemini.api_core_errors import to_api_core
+from gemini_tasks.gemini.classification import classify
+from gemini_tasks.gemini.errors import error_message
 from gemini_tasks.gemini.response import extract_text
 
 KEY = "test-key-0123456789"

@@ -13,16 +13,10 @@ from google.api_core import exceptions as core
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from gemini_tasks.gemini.errors import (
-    CallError,
-    GeminiCallFailed,
-    InvalidPromptError,
-    classify,
-    error_message,
-    parse_duration,
-    redact,
-    to_api_core,
-)
+from gemini_tasks.gemini.api_core_errors import to_api_core
+from gemini_tasks.gemini.classification import classify, parse_duration
+from gemini_tasks.gemini.errors import CallError, GeminiCallFailed, InvalidPromptError, error_message
+from gemini_tasks.gemini.redaction import redact
 
 PER_MINUTE = body(
     429,

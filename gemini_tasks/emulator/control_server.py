@@ -27,9 +27,9 @@ from typing import Any
 from aiohttp import web
 
 from . import wire
-from .core import Emulator
+from .shared_state import Emulator
 from .faults import RuleError
-from .state import ConfigError, redacted
+from .config import ConfigError, redacted
 
 _H = {"Content-Type": wire.JSON_CT}
 

@@ -1,4 +1,4 @@
-"""The emulator's whole mutable state in one object, and the pieces every handler shares.
+"""The emulator's whole mutable state in one object (`Emulator`), and the pieces every handler shares.
 
 Everything runs on one asyncio loop, so no locks: a handler reads and updates this object between
 awaits.  `configure` applies a partial config and refreshes whatever depends on it.
@@ -21,7 +21,7 @@ from .faults import FaultBook, RequestFacts, Rule
 from .files import FileStore
 from .quota import QuotaBook, resolve_limits
 from .reqlog import RequestLog
-from .state import default_config, validate
+from .config import default_config, validate
 
 
 class Emulator:
