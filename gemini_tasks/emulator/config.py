@@ -38,6 +38,19 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "echo_max_chars": 200,
     "log_max": 100000,
     "max_request_mb": 100,  # generateContent body limit (real inline limit: 20 MB, raised to 100 MB)
+    # service tiers (emulator/tiers.py)
+    "flex_latency_seconds": 0.0,  # added to every Flex request (real: 1-15 minutes)
+    "flex_latency_jitter_seconds": 0.0,
+    "flex_shed_probability": 0.0,  # chance that a Flex request is shed with 503 UNAVAILABLE
+    # Batch API (emulator/batches.py)
+    "batch_pending_seconds": 0.2,  # PENDING this long after create
+    "batch_run_seconds": 0.5,  # then RUNNING this long (+ per request) before it ends
+    "batch_seconds_per_request": 0.0,
+    "batch_max_inline_mb": 20,  # inline BatchGenerateContentRequest limit (real: 20 MB)
+    "batch_max_file_mb": 2048,  # JSONL input file limit (real: 2 GB)
+    "batch_max_jobs": 100,  # concurrent (unfinished) jobs per project (real: 100)
+    "batch_max_requests": None,  # requests per job; None = no limit
+    "batch_end_states": [],  # the next jobs created end in these states, in order (FAILED, EXPIRED, ...)
 }
 
 _NUMBER_FIELDS = {
@@ -47,9 +60,25 @@ _NUMBER_FIELDS = {
     "latency_jitter_seconds",
     "tts_seconds_per_char",
     "tts_min_seconds",
+    "flex_latency_seconds",
+    "flex_latency_jitter_seconds",
+    "flex_shed_probability",
+    "batch_pending_seconds",
+    "batch_run_seconds",
+    "batch_seconds_per_request",
 }
-_OPTIONAL_NUMBER_FIELDS = {"tts_seconds", "file_active_after_seconds"}
-_INT_FIELDS = {"seed", "file_active_after_gets", "echo_max_chars", "log_max", "max_request_mb"}
+_OPTIONAL_NUMBER_FIELDS = {"tts_seconds", "file_active_after_seconds", "batch_max_requests"}
+_INT_FIELDS = {
+    "seed",
+    "file_active_after_gets",
+    "echo_max_chars",
+    "log_max",
+    "max_request_mb",
+    "batch_max_inline_mb",
+    "batch_max_file_mb",
+    "batch_max_jobs",
+}
+_BATCH_END_STATES = frozenset({"SUCCEEDED", "FAILED", "EXPIRED", "CANCELLED"})
 
 
 class ConfigError(ValueError):
@@ -113,6 +142,11 @@ def validate(fields: dict[str, Any]) -> dict[str, Any]:
                 parse_duration(value)
             elif name == "file_fail_names":
                 value = [str(v) for v in value]
+            elif name == "batch_end_states":
+                value = [str(v).upper().removeprefix("BATCH_STATE_").removeprefix("JOB_STATE_") for v in value]
+                bad = [v for v in value if v not in _BATCH_END_STATES]
+                if bad:
+                    raise ConfigError(f"batch_end_states: unknown states {bad}; use {sorted(_BATCH_END_STATES)}")
             elif name == "strict_voices":
                 value = bool(value)
             elif name == "tts_mime":
@@ -124,6 +158,8 @@ def validate(fields: dict[str, Any]) -> dict[str, Any]:
         out[name] = value
     if out.get("minute_seconds", 1.0) <= 0 or out.get("day_seconds", 1.0) <= 0:
         raise ConfigError("minute_seconds and day_seconds must be positive")
+    if not 0.0 <= out.get("flex_shed_probability", 0.0) <= 1.0:
+        raise ConfigError("flex_shed_probability must be within 0..1")
     if "log_max" in out and out["log_max"] < 1:
         raise ConfigError("log_max must be >= 1")
     return out

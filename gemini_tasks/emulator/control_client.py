@@ -101,6 +101,10 @@ class EmulatorControl:
         """Every stored file with owner project, size and sha256 (hex)."""
         return self._call("GET", "/files")["files"]
 
+    def batches(self) -> list[dict[str, Any]]:
+        """Every batch job: name, project, key label, model, state, request count, inline or file."""
+        return self._call("GET", "/batches")["batches"]
+
     def reset(self, **config: Any) -> dict[str, Any]:
         """Back to start-up state (config, quota windows, files, faults, log), then apply `config`."""
         return self._call("POST", "/reset", config or None)

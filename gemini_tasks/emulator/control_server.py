@@ -12,6 +12,7 @@
     GET    /_emulator/stats           counters by status, key label, project, endpoint, model, fault
     DELETE /_emulator/stats           zero the counters
     GET    /_emulator/files           every stored file with owner, size and sha256
+    GET    /_emulator/batches         every batch job with owner, state, request count
     POST   /_emulator/reset           config, quota windows, files, faults, log back to start-up state;
                                       an optional JSON body is then applied as config
 
@@ -96,11 +97,15 @@ async def handle(emu: Emulator, request: web.Request) -> web.StreamResponse:
                 upload_sessions=len(emu.files.sessions),
                 bytes_uploaded=emu.files.bytes_received,
                 fault_rules=len(emu.faults.rules),
+                shed=emu.shed,
+                batch_jobs_created=emu.batches.created,
                 quota_windows=emu.quotas.snapshot(time.time(), cfg["minute_seconds"], cfg["day_seconds"]),
             )
             return _ok(stats)
         if path == "/files" and method == "GET":
             return _ok({"files": [f.summary() for f in emu.files.files.values()]})
+        if path == "/batches" and method == "GET":
+            return _ok({"batches": emu.batches.summary()})
         if path == "/reset" and method == "POST":
             body = await _json(request)
             emu.reset()

@@ -25,13 +25,23 @@ ACTIONS = frozenset(
         "empty",
         "stream_error",
         "file_failed",
+        "shed",
     }
 )
 # Actions that only make sense for a generateContent-style answer.
-GENERATE_ONLY = frozenset({"blocked", "safety_finish", "empty", "stream_error", "malformed"})
+GENERATE_ONLY = frozenset({"blocked", "safety_finish", "empty", "stream_error", "malformed", "shed"})
 GENERATE_ENDPOINTS = frozenset({"generateContent", "streamGenerateContent"})
 
-_MATCHERS = ("model", "key_label", "project", "prompt_contains", "path_contains", "endpoint", "method")
+_MATCHERS = (
+    "model",
+    "key_label",
+    "project",
+    "prompt_contains",
+    "path_contains",
+    "endpoint",
+    "method",
+    "service_tier",
+)
 _PARAMS = (
     "status",
     "seconds",
@@ -85,6 +95,7 @@ class RequestFacts:
     project: str | None = None
     prompt: str | None = None
     finalize: bool = False  # upload chunk that completes the upload
+    service_tier: str | None = None  # generate requests: the request's serviceTier, lower case
 
 
 def make_rule(rule_id: int, raw: dict[str, Any]) -> Rule:
@@ -148,6 +159,8 @@ def _matches(rule: Rule, facts: RequestFacts) -> bool:
     if "project" in m and m["project"] != facts.project:
         return False
     if "path_contains" in m and m["path_contains"] not in facts.path:
+        return False
+    if "service_tier" in m and str(m["service_tier"]).lower() != (facts.service_tier or "standard"):
         return False
     if "prompt_contains" in m and (facts.prompt is None or m["prompt_contains"] not in facts.prompt):
         return False

@@ -36,6 +36,7 @@ class UploadSession:
     created: float
     received: int = 0
     hasher: Any = field(default_factory=hashlib.sha256)
+    content: bytearray | None = None  # kept only for JSON/JSONL uploads (Batch API input files)
 
 
 @dataclass(slots=True)
@@ -55,6 +56,8 @@ class StoredFile:
     fail: bool = False
     error: dict[str, Any] | None = None
     updated: float = 0.0
+    content: bytes | None = None  # JSONL batch input, or a batch's generated output
+    generated: bool = False  # written by the service (batch output): downloadable
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": f"files/{self.id}"}
@@ -69,8 +72,10 @@ class StoredFile:
             sha256Hash=base64.b64encode(self.sha256.hex().encode()).decode(),
             uri=self.uri,
             state=self.state,
-            source="UPLOADED",
+            source="GENERATED" if self.generated else "UPLOADED",
         )
+        if self.generated:
+            out["downloadUri"] = self.uri.replace(f"/files/{self.id}", f"/files/{self.id}:download?alt=media")
         if self.error:
             out["error"] = self.error
         return out

@@ -77,6 +77,8 @@ async def upload_start(
         source_name=request.headers.get("X-Goog-Upload-File-Name"),
         created=time.time(),
     )
+    if keeps_content(session.mime_type, session.source_name):
+        session.content = bytearray()
     emu.files.add_session(session)
     entry["upload_id"] = session.upload_id
     entry["mime_type"] = session.mime_type
@@ -124,6 +126,8 @@ async def upload_chunk(
     hasher = session.hasher
     async for data in request.content.iter_chunked(1 << 20):
         hasher.update(data)  # hash and drop: memory stays bounded whatever the file size
+        if session.content is not None:
+            session.content.extend(data)  # JSON/JSONL only: Batch API input
         n += len(data)
     session.received += n
     emu.files.bytes_received += n
@@ -159,6 +163,7 @@ async def upload_chunk(
         uri=f"{session.base}/{session.version}/files/{fid}",
         created=now,
         fail=fail,
+        content=bytes(session.content) if session.content is not None else None,
     )
     cfg = emu.config
     advance(f, now, cfg["file_active_after_gets"], cfg["file_active_after_seconds"])
@@ -168,6 +173,27 @@ async def upload_chunk(
     entry["size"] = f.size
     entry["sha256"] = f.sha256.hex()
     return json_response({"file": f.to_json()}, headers={"X-Goog-Upload-Status": "final"})
+
+
+def keeps_content(mime: str, source_name: str | None) -> bool:
+    """Uploads whose bytes the emulator keeps: JSON Lines (Batch API input files)."""
+    return "json" in mime.lower() or (source_name or "").lower().endswith((".jsonl", ".json"))
+
+
+async def files_download(
+    emu: Emulator, request: web.Request, entry: dict[str, Any], file_id: str
+) -> web.StreamResponse:
+    """`files.download`: only generated files (batch output) can be downloaded, as on the real API."""
+    ident = emu.authenticate(request, entry)
+    entry["file"] = file_id
+    await emu.apply_faults(
+        request, RequestFacts("files.download", request.method, request.path, None, ident.label, ident.project), entry
+    )
+    f = _owned(emu, file_id, ident.project)
+    if not f.generated or f.content is None:
+        raise wire.ApiError(400, f"File files/{file_id} is not downloadable: only generated files can be downloaded.")
+    entry["bytes_out"] = len(f.content)
+    return web.Response(body=f.content, headers={"Content-Type": "application/octet-stream"})
 
 
 def _owned(emu: Emulator, file_id: str, project: str) -> StoredFile:

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import tts, wire
+from . import tiers, tts, wire
 from .content import Summary, instruction_text, summarize, text_tokens
 from .shared_state import Emulator
 from .faults import RequestFacts, Rule
@@ -55,6 +55,8 @@ async def handle(
     if not isinstance(gen, dict):
         raise wire.ApiError(400, "Invalid value at 'generation_config': expected an object")
     entry["generation_config"] = gen
+    tier = tiers.parse_tier(req)
+    entry["service_tier"] = tier
     entry["system_instruction"] = instruction_text(req.get("system_instruction"))
 
     now = time.time()
@@ -70,7 +72,10 @@ async def handle(
     entry["prompt_tokens"] = summary.prompt_tokens
 
     facts = RequestFacts(method, "POST", request.path, model, ident.label, ident.project, summary.prompt_text)
+    facts.service_tier = tier
     rule = await emu.apply_faults(request, facts, entry)
+    if method != "countTokens":
+        rule = await tiers.apply(emu, tier, rule, entry)
 
     # ---- validation
     modalities = [str(m).upper() for m in gen.get("response_modalities") or ()]
@@ -109,6 +114,7 @@ async def handle(
         return await _speech(emu, request, entry, model, rid, summary, voices, stream)
     text = _answer_text(model, summary, gen, cfg["echo_max_chars"])
     usage = _usage(summary, text_tokens(text))
+    usage["serviceTier"] = tier
     if stream:
         pieces = _split(text)
         chunks = [_text_chunk(p, model, rid) for p in pieces]

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import control_server, files_api, generate, wire
+from . import batches, control_server, files_api, generate, wire
 from .shared_state import ConnectionAborted, Emulator
 
 log = logging.getLogger("gemini_tasks.emulator")
@@ -31,6 +31,12 @@ _GENERATE_RE = re.compile(
 _UPLOAD_RE = re.compile(r"^(?P<prefix>.*?)/upload/(?P<version>v1\w*)/files$")
 _FILE_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/files/(?P<id>[^/:]+)$")
 _FILES_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/files$")
+_DOWNLOAD_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/files/(?P<id>[^/:]+):download$")
+_BATCH_CREATE_RE = re.compile(
+    r"^(?P<prefix>.*?)/(?P<version>v1\w*)/(?P<model>models/[^:/]+):batchGenerateContent$"
+)
+_BATCH_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/batches/(?P<id>[^/:]+)(?P<cancel>:cancel)?$")
+_BATCHES_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/batches$")
 
 MAX_BODY_BYTES = 1024 * 1024 * 1024
 _ERROR_HEADERS = {"Content-Type": wire.JSON_CT}
@@ -53,6 +59,14 @@ def _route(emu: Emulator, request: web.Request, entry: dict[str, Any]):  # -> aw
                 return files_api.upload_chunk(emu, request, entry, upload_id)
             entry["endpoint"] = "upload_start"
             return files_api.upload_start(emu, request, entry, m["prefix"], m["version"])
+        m = _BATCH_CREATE_RE.match(path)
+        if m:
+            entry["endpoint"] = "batches.create"
+            return batches.create(emu, request, entry, m["prefix"], m["version"], m["model"])
+        m = _BATCH_RE.match(path)
+        if m and m["cancel"]:
+            entry["endpoint"] = "batches.cancel"
+            return batches.cancel(emu, request, entry, m["id"])
     elif method == "GET":
         m = _FILE_RE.match(path)
         if m:
@@ -62,11 +76,27 @@ def _route(emu: Emulator, request: web.Request, entry: dict[str, Any]):  # -> aw
         if m:
             entry["endpoint"] = "files.list"
             return files_api.files_list(emu, request, entry)
+        m = _DOWNLOAD_RE.match(path)
+        if m:
+            entry["endpoint"] = "files.download"
+            return files_api.files_download(emu, request, entry, m["id"])
+        m = _BATCH_RE.match(path)
+        if m and not m["cancel"]:
+            entry["endpoint"] = "batches.get"
+            return batches.get(emu, request, entry, m["id"])
+        m = _BATCHES_RE.match(path)
+        if m:
+            entry["endpoint"] = "batches.list"
+            return batches.list_jobs(emu, request, entry)
     elif method == "DELETE":
         m = _FILE_RE.match(path)
         if m:
             entry["endpoint"] = "files.delete"
             return files_api.files_delete(emu, request, entry, m["id"])
+        m = _BATCH_RE.match(path)
+        if m and not m["cancel"]:
+            entry["endpoint"] = "batches.delete"
+            return batches.delete(emu, request, entry, m["id"])
     return None
 
 

@@ -39,6 +39,10 @@ class Emulator:
         self.rng = random.Random(self.config["seed"])
         self.in_flight = 0
         self.responses = 0
+        self.shed = 0  # Flex requests shed (503)
+        from .batches import BatchStore  # local import: batches imports this module
+
+        self.batches = BatchStore()
 
     # -- configuration --------------------------------------------------------------------
 
@@ -65,6 +69,8 @@ class Emulator:
         self.log = RequestLog(self.config["log_max"])
         self.rng.seed(self.config["seed"])
         self.responses = 0
+        self.shed = 0
+        self.batches.clear()
 
     # -- shared request steps ---------------------------------------------------------------
 

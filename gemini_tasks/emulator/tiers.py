@@ -1,0 +1,79 @@
+"""Service tiers on generate requests: `serviceTier` parsing, Flex latency and Flex shedding.
+
+The request body carries the tier at the top level (`serviceTier`, the SDK's
+`GenerateContentConfig.service_tier`): `standard` (the default, also `unspecified`), `flex`,
+`priority`.  The answer's `usageMetadata.serviceTier` reports the tier that served it.
+
+Flex is best-effort: when capacity is short the API sheds the request with 503 UNAVAILABLE
+(the same status and message as an overloaded model), so a client cannot tell a shed from an
+overload except by the tier it asked for.  Shedding happens before any work and does not count
+against the quota.  It is scripted with `flex_shed_probability` (seeded) or a fault rule
+`{"action": "shed", "service_tier": "flex", "times": N}`.  Flex requests also wait
+`flex_latency_seconds` (+ uniform jitter up to `flex_latency_jitter_seconds`) on top of the
+global latency: real Flex answers take minutes, scale that down in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from . import wire
+from .shared_state import Emulator
+from .faults import Rule
+
+TIERS = ("standard", "flex", "priority")
+_ALIASES = {
+    "unspecified": "standard",
+    "service_tier_unspecified": "standard",
+    "standard": "standard",
+    "service_tier_standard": "standard",
+    "flex": "flex",
+    "service_tier_flex": "flex",
+    "priority": "priority",
+    "service_tier_priority": "priority",
+}
+SHED_MESSAGE = (
+    "This model is currently experiencing high demand. Spikes in demand are usually temporary. "
+    "Please try again later."
+)
+
+
+def parse_tier(req: dict[str, Any]) -> str:
+    """The request's tier (lower case), `standard` when absent; 400 for an unknown value."""
+    raw = req.get("service_tier")
+    if raw is None:
+        return "standard"
+    tier = _ALIASES.get(str(raw).strip().lower())
+    if tier is None:
+        raise wire.ApiError(
+            400,
+            "Invalid value at 'service_tier' (type.googleapis.com/google.ai.generativelanguage.v1beta.ServiceTier), "
+            f'"{raw}"',
+        )
+    return tier
+
+
+def shed_error() -> wire.ApiError:
+    return wire.ApiError(503, SHED_MESSAGE, "UNAVAILABLE")
+
+
+async def apply(emu: Emulator, tier: str, rule: Rule | None, entry: dict[str, Any]) -> Rule | None:
+    """Shed (raise 503) or delay a Flex request; returns the fault rule still to act on."""
+    cfg = emu.config
+    shed = rule is not None and rule.action == "shed"
+    if tier == "flex" and not shed:
+        p = cfg["flex_shed_probability"]
+        shed = p > 0 and emu.rng.random() < p
+    if shed:
+        entry["shed"] = True
+        emu.shed += 1
+        raise shed_error()
+    if tier == "flex":
+        delay = cfg["flex_latency_seconds"]
+        jitter = cfg["flex_latency_jitter_seconds"]
+        if jitter > 0:
+            delay += emu.rng.uniform(0.0, jitter)
+        if delay > 0:
+            await asyncio.sleep(delay)
+    return rule
