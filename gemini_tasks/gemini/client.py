@@ -9,8 +9,10 @@ the parent's connections); they are simply ignored.
 Settings that matter (wire doc §1, §6.3): always a timeout (the SDK's default is none: a hung server
 would block a worker slot forever); SDK retries off (``retry_options=None``: rate-limit waits and error
 retries belong to the task layer and the key manager, which honour ``retryDelay``; the SDK ignores it);
-``api_version`` pinned; and **no base_url** -- the SDK reads ``GOOGLE_GEMINI_BASE_URL`` itself, which is
-how the emulator or a proxy stands in for Google.
+``api_version`` pinned; **no base_url** -- the SDK reads ``GOOGLE_GEMINI_BASE_URL`` itself, which is
+how the emulator or a proxy stands in for Google; and a connection pool that follows the process's slots
+(:mod:`gemini_tasks.pools`): httpx's default (100 connections, 20 kept alive) capped a ``-c 600`` worker at 100
+calls in flight per key and reopened a connection for most calls above 20.
 """
 
 from __future__ import annotations
@@ -21,17 +23,45 @@ import os
 import threading
 import weakref
 from dataclasses import dataclass
+from typing import Any
 
 from google import genai
 from google.genai import types
 
+from gemini_tasks.pools import slots_per_process
+
 logger = logging.getLogger("gemini_tasks")
 
-__all__ = ["ClientCache", "close_all", "default_cache", "get_client", "make_client"]
+__all__ = ["ClientCache", "close_all", "connection_limits", "default_cache", "get_client", "make_client"]
 
 
-def make_client(api_key: str, *, timeout_s: float, api_version: str = "v1beta") -> genai.Client:
-    """A sync Gemini Developer API client for one key (Vertex mode forced off, whatever the environment)."""
+#: Connections kept alive between calls outside a worker (httpx keeps only 20 by default).
+DEFAULT_KEEPALIVE = 100
+
+
+def connection_limits(slots: int | None = None) -> Any:
+    """The httpx ``Limits`` for one client: ``slots`` connections, all kept alive between calls.
+
+    ``slots`` defaults to this process's (:func:`gemini_tasks.pools.slots_per_process`); outside a worker the
+    number of connections is not capped at all. Built from the httpx flavour the SDK uses (httpx2 when
+    installed), which the SDK recognises from the object's type.
+    """
+    try:
+        import httpx2 as httpx_mod
+    except ImportError:  # pragma: no cover - the SDK falls back to httpx
+        import httpx as httpx_mod  # type: ignore[no-redef,import-not-found]
+    slots = slots_per_process() if slots is None else slots
+    if slots is None:
+        return httpx_mod.Limits(max_connections=None, max_keepalive_connections=DEFAULT_KEEPALIVE)
+    return httpx_mod.Limits(max_connections=max(1, slots), max_keepalive_connections=max(1, slots))
+
+
+def make_client(api_key: str, *, timeout_s: float, api_version: str = "v1beta",
+                slots: int | None = None) -> genai.Client:
+    """A sync Gemini Developer API client for one key (Vertex mode forced off, whatever the environment).
+
+    Its connection pool holds ``slots`` connections (default: this process's slots; unlimited outside a worker).
+    """
     if not api_key or not api_key.strip():
         raise ValueError("make_client needs a non-empty API key")
     if timeout_s is None or timeout_s <= 0:
@@ -43,6 +73,7 @@ def make_client(api_key: str, *, timeout_s: float, api_version: str = "v1beta") 
             timeout=max(1, int(timeout_s * 1000)),
             api_version=api_version,
             retry_options=None,
+            client_args={"limits": connection_limits(slots)},
         ),
     )
 

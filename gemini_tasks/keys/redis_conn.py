@@ -10,6 +10,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import AuthenticationError, AuthorizationError
 from redis.retry import Retry
 
+from gemini_tasks.pools import pool_size
+
 _lock = threading.Lock()
 
 
@@ -37,7 +39,9 @@ _clients: dict[tuple[str, int], redis.Redis] = {}
 def get_redis(url: str) -> redis.Redis:
     """A shared client for ``url`` in this process, with timeouts so a dead Redis never hangs a caller.
 
-    ``rediss://`` URLs (TLS) and passwords in the URL work as redis-py documents them.
+    ``rediss://`` URLs (TLS) and passwords in the URL work as redis-py documents them. The pool allows the
+    process's slots plus a margin (:func:`gemini_tasks.pools.pool_size`; redis-py's own default is 100, which
+    a worker with more slots would exceed with "Too many connections").
     """
     key = (url, os.getpid())
     with _lock:
@@ -52,6 +56,7 @@ def get_redis(url: str) -> redis.Redis:
                 retry_on_timeout=True,
                 retry=RideOutRetry(),
                 retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+                max_connections=pool_size(100),
             )
             _clients[key] = client
         return client

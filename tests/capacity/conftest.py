@@ -1,0 +1,92 @@
+"""Capacity fixtures: a private redis-server, the emulator in its own process, workers as real subprocesses.
+
+The application side runs in a subprocess too (``capacity_client.py``), so this process's Celery app is never
+pointed at this stack (other test directories share the session).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+KEY_SECRETS = {f"GEMINI_API_KEY_{i}": f"capacity-secret-{i:02d}-zxcvbnmasdfg" for i in range(1, 3)}
+
+
+def stack_environ(redis_url: str, emulator_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GEMINI_API_KEY", "CELERY_", "GEMINI_TASKS_", "FLOWER_"))
+           and k not in ("REDIS_URL", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_API_KEY")}
+    env.update(KEY_SECRETS)
+    env.update({
+        "REDIS_URL": redis_url,
+        "GOOGLE_GEMINI_BASE_URL": emulator_url,
+        "GEMINI_TASKS_REQUEST_TIMEOUT": "30",
+        "GEMINI_TASKS_VISIBILITY_TIMEOUT": "120",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+    })
+    return env
+
+
+@dataclass
+class Stack:
+    redis_url: str
+    emulator: Any
+    env: dict[str, str]
+
+    def worker(self, **kw: Any) -> Any:
+        """A ``WorkerProcess`` with exactly this stack's environment (not started)."""
+        from gemini_tasks.testing.local_fleet import WorkerProcess
+
+        kw.setdefault("name", f"cap-{uuid.uuid4().hex[:6]}@%h")
+        worker = WorkerProcess(**kw)
+        worker.env = dict(self.env)
+        return worker
+
+    def run_client(self, spec: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
+        """Run ``capacity_client.py`` (the application side) with ``spec``."""
+        proc = subprocess.run([sys.executable, str(HERE / "capacity_client.py")], input=json.dumps(spec),
+                              check=False, capture_output=True, text=True, env=self.env, timeout=timeout, cwd=str(ROOT))
+        if proc.returncode != 0:
+            raise AssertionError(f"client failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def stack():
+    from gemini_tasks.emulator.runner import EmulatorProcess
+    from gemini_tasks.testing.local_redis import RedisServer
+
+    with RedisServer() as redis_server, EmulatorProcess(config={"log_max": 100000}) as emulator:
+        yield Stack(redis_server.url, emulator, stack_environ(redis_server.url, emulator.url))
+
+
+@pytest.fixture
+def emu(stack):
+    stack.emulator.control.reset(log_max=100000)
+    yield stack.emulator.control
+    stack.emulator.control.clear_faults()
+
+
+def max_in_flight(entries: list[dict[str, Any]]) -> int:
+    """The most generateContent calls the emulator was serving at one moment (from its log's start/duration)."""
+    edges = []
+    for e in entries:
+        if e.get("endpoint") == "generateContent" and e.get("duration") is not None:
+            edges += [(e["t"], 1), (e["t"] + e["duration"], -1)]
+    best = now = 0
+    for _, step in sorted(edges, key=lambda x: (x[0], x[1])):
+        now += step
+        best = max(best, now)
+    return best
