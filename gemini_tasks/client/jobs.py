@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 from gemini_tasks.gemini.content import plan_media
 from gemini_tasks.gemini.errors import InvalidPromptError
+from gemini_tasks.gemini.tiers import check_fallback, check_tier
 from gemini_tasks.gemini.validation import to_wire, validate_prompt
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
 
@@ -36,6 +37,12 @@ class CallPolicy:
     spacing_scope: str = "fleet"
     return_response: bool = False
     strip: bool = True
+    #: the default tier of this processor's prompts (a prompt's own "service_tier" overrides it)
+    service_tier: str = "standard"
+    #: seconds after which a Flex request that keeps being shed is sent at standard tier (None: never)
+    flex_fallback_after: float | None = None
+    #: base of the exponential backoff (full jitter) between tries of a shed Flex request
+    flex_retry_backoff: float = 2.0
     processor_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
     def __post_init__(self) -> None:
@@ -47,6 +54,9 @@ class CallPolicy:
         if isinstance(self.api_call_retries, bool) or not isinstance(self.api_call_retries, int) \
                 or self.api_call_retries < 1:
             raise ValueError(f"api_call_retries must be a whole number >= 1, got {self.api_call_retries!r}")
+        object.__setattr__(self, "service_tier", check_tier(self.service_tier))
+        object.__setattr__(self, "flex_fallback_after", check_fallback(self.flex_fallback_after))
+        _non_negative("flex_retry_backoff", self.flex_retry_backoff)
         if self.spacing_scope not in ("fleet", "host"):
             raise ValueError(f"spacing_scope must be 'fleet' or 'host', got {self.spacing_scope!r}")
 
@@ -56,6 +66,7 @@ class CallPolicy:
             "worker_cooldown": self.worker_cooldown_seconds, "api_call_interval": self.api_call_interval,
             "spacing_scope": self.spacing_scope, "retries": self.api_call_retries,
             "max_wait": self.max_wait_seconds, "return_response": self.return_response, "strip": self.strip,
+            "flex_fallback_after": self.flex_fallback_after, "shed_backoff": self.flex_retry_backoff,
         }
 
 
@@ -75,6 +86,9 @@ def check_model(model_name: Any) -> str:
 def generate_job(prompt_data: Any, *, model: str, manager: AdvancedApiKeyManager, policy: CallPolicy,
                  deadline: float | None = None, where: str = "prompt_data") -> dict[str, Any]:
     """One validated generation job. Raises InvalidPromptError naming ``where`` and the field."""
+    tier = prompt_tier(prompt_data, policy, where)
+    if isinstance(prompt_data, dict) and "service_tier" in prompt_data:
+        prompt_data = {k: v for k, v in prompt_data.items() if k != "service_tier"}
     try:
         validate_prompt(prompt_data)
     except InvalidPromptError as exc:
@@ -83,8 +97,15 @@ def generate_job(prompt_data: Any, *, model: str, manager: AdvancedApiKeyManager
     request = to_wire({k: v for k, v in prompt_data.items() if k != "metadata"})
     return {
         "v": 1, "kind": "generate", "model": model, "pool": manager.spec(), "policy": policy.to_job(),
-        "request": request, "metadata": copy.deepcopy(metadata), "deadline": deadline,
+        "request": request, "metadata": copy.deepcopy(metadata), "deadline": deadline, "tier": tier,
     }
+
+
+def prompt_tier(prompt_data: Any, policy: CallPolicy, where: str = "prompt_data") -> str:
+    """The tier of one prompt: its own ``service_tier`` key, else the processor's. ValueError if unknown."""
+    if isinstance(prompt_data, dict) and prompt_data.get("service_tier") is not None:
+        return check_tier(prompt_data["service_tier"], f"{where}: service_tier")
+    return policy.service_tier
 
 
 def describe_job(job: dict[str, Any]) -> str:

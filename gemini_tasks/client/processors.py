@@ -22,6 +22,7 @@ from gemini_tasks.celery_app import app
 from gemini_tasks.worker.execution import TaskFailed
 from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model, describe_job, generate_job, validate_batch
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
+from gemini_tasks.gemini.pricing import UsageSummary, check_table
 
 log = logging.getLogger("gemini_tasks")
 
@@ -117,14 +118,19 @@ class _Processor:
     def __init__(self, key_manager: AdvancedApiKeyManager, model_name: str, worker_cooldown_seconds: float = 20,
                  api_call_interval: float = 2.0, max_workers: int = 4, return_response: bool = False,
                  *, api_call_retries: int = 3, max_wait_seconds: float = 3600.0, spacing_scope: str = "fleet",
-                 strip: bool = True) -> None:
+                 strip: bool = True, service_tier: str = "standard", flex_fallback_after: float | None = None,
+                 flex_retry_backoff: float = 2.0, prices: dict[str, dict[str, float]] | None = None) -> None:
         self.key_manager = check_manager(key_manager)
         self.model_name = check_model(model_name)
         self.policy = CallPolicy(
             worker_cooldown_seconds=worker_cooldown_seconds, api_call_interval=api_call_interval,
             max_workers=max_workers, api_call_retries=api_call_retries, max_wait_seconds=max_wait_seconds,
-            spacing_scope=spacing_scope, return_response=return_response, strip=strip,
+            spacing_scope=spacing_scope, return_response=return_response, strip=strip, service_tier=service_tier,
+            flex_fallback_after=flex_fallback_after, flex_retry_backoff=flex_retry_backoff,
         )
+        self.prices = check_table(prices) if prices is not None else None
+        #: tokens by tier and kind and the estimated cost of the last batch collected (see gemini/pricing.py)
+        self.last_summary: UsageSummary | None = None
         self.max_workers = max_workers
 
     def _task(self):
@@ -177,10 +183,14 @@ class GeminiParallelProcessor(_Processor):
         values: dict[str, Any] = {}
         total = len(ids)
         bar = _Progress(progress, total)
+        summary = self.last_summary = UsageSummary(getattr(self, "model_name", ""), getattr(self, "prices", None))
 
         def on_result(task_id: str, value: Any) -> None:
             values[task_id] = value
-            bar.update(len(values), total)
+            if isinstance(value, dict) and value.get("ok"):
+                summary.add(value.get("usage"), value.get("tier") or "standard", shed=int(value.get("shed") or 0),
+                            fallback=bool(value.get("fallback")), model=value.get("model"))
+            bar.update(len(values), total, summary)
 
         try:
             res.join_native(timeout=timeout, propagate=False, callback=on_result, interval=0.2,
@@ -190,6 +200,7 @@ class GeminiParallelProcessor(_Processor):
                                f"collect the rest later with collect({res.id!r})") from None
         finally:
             bar.close()
+        log.info("batch %s: %s", res.id, summary.line())
         return [to_result_tuple(values.get(tid), (metadata or [{}] * total)[i]) for i, tid in enumerate(ids)]
 
 
@@ -209,11 +220,12 @@ class _Progress:
             self.bar.start()
             self.task = self.bar.add_task("gemini", total=total)
 
-    def update(self, done: int, total: int) -> None:
+    def update(self, done: int, total: int, summary: UsageSummary | None = None) -> None:
         if self.callback is not None:
             self.callback(done, total)
         elif self.bar is not None:
-            self.bar.update(self.task, completed=done)
+            desc = f"gemini ~${summary.cost_usd:.4f}" if summary is not None else "gemini"
+            self.bar.update(self.task, completed=done, description=desc)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -158,7 +158,7 @@ def _make_manager(keys_spec: str, paid: str | None, pool: str | None):
 
 
 def _write_results(output: Path, state_path: Path, pending: dict[str, int], processor: Any,
-                   show_progress: bool) -> int:
+                   show_progress: bool, summary: Any = None) -> int:
     """Wait for ``pending`` task ids, appending each answer to ``output`` as it arrives (resumable)."""
     from celery.result import AsyncResult, ResultSet
 
@@ -178,6 +178,9 @@ def _write_results(output: Path, state_path: Path, pending: dict[str, int], proc
     with output.open("a") as out:
         def on_result(task_id: str, value: Any) -> None:
             nonlocal errors
+            if summary is not None and isinstance(value, dict) and value.get("ok"):
+                summary.add(value.get("usage"), value.get("tier") or "standard", shed=int(value.get("shed") or 0),
+                            fallback=bool(value.get("fallback")), model=value.get("model"))
             meta, response, error = to_result_tuple(value)
             if hasattr(response, "model_dump"):
                 response = response.model_dump(mode="json", exclude_none=True)
@@ -216,9 +219,15 @@ def _sort_output(output: Path) -> None:
 @click.option("--max-workers", default=8, show_default=True, help="calls in flight for this batch, fleet-wide")
 @click.option("--api-call-interval", default=0.0, show_default=True, help="seconds between any two calls")
 @click.option("--worker-cooldown", default=0.0, show_default=True, help="seconds a slot rests after a call")
+@click.option("--tier", default="standard", show_default=True,
+              type=click.Choice(["standard", "flex", "priority", "batch"], case_sensitive=False),
+              help="service tier: flex and batch cost half, priority ~1.8x; a prompt's own service_tier wins")
+@click.option("--flex-fallback-after", type=float, default=None,
+              help="seconds after which a Flex prompt that keeps being shed is sent at standard tier")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | None, pool: str | None,
-           max_workers: int, api_call_interval: float, worker_cooldown: float, progress: bool) -> None:
+           max_workers: int, api_call_interval: float, worker_cooldown: float, tier: str,
+           flex_fallback_after: float | None, progress: bool) -> None:
     """Run every prompt of a JSONL file on the fleet and write results (JSONL, in input order).
 
     Each line is a prompt dict as the Python API takes it (prompt, metadata, media paths/URLs,
@@ -240,7 +249,14 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
                   f"run, {len(todo)} to submit")
     processor = GeminiParallelProcessor(_make_manager(keys_spec, paid, pool), model,
                                         worker_cooldown_seconds=worker_cooldown, api_call_interval=api_call_interval,
-                                        max_workers=max_workers)
+                                        max_workers=max_workers, service_tier=tier.lower(),
+                                        flex_fallback_after=flex_fallback_after)
+    from gemini_tasks.client.jobs import prompt_tier
+    from gemini_tasks.gemini.pricing import UsageSummary
+
+    for p in items:  # a bad per-prompt tier fails here, before anything is enqueued
+        prompt_tier(p, processor.policy, f"{prompts}:{p['metadata']['line']}")
+    summary = UsageSummary(model)
     if todo:
         from celery.result import GroupResult
 
@@ -253,10 +269,12 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
             pending[child.id] = item["metadata"]["line"]
         state_path.write_text(json.dumps({"pending": pending}))
         console.print(f"submitted as batch {handle.group_id}")
-    errors = _write_results(output, state_path, pending, processor, progress)
+    errors = _write_results(output, state_path, pending, processor, progress, summary)
     _sort_output(output)
     state_path.unlink(missing_ok=True)
     console.print(f"wrote {output} ({len(items)} result(s), {errors} error(s) in this run)")
+    if summary.requests:
+        console.print(f"usage this run: {summary.line()}")
 
 
 @main.command()

@@ -43,6 +43,7 @@ from gemini_tasks.keys.pool import AdmitPolicy, Cancelled, KeyPool, Lease, NoUsa
 from gemini_tasks.ops.metrics import record_call
 from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.settings import get_settings
+from gemini_tasks.worker import tier_calls
 from gemini_tasks.worker.uploads import ProjectUploads
 from gemini_tasks.worker.worker_keys import announce, held_secrets
 
@@ -190,9 +191,20 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
             err = exc.error if isinstance(exc, GeminiCallFailed) else classify(exc, secrets=secrets.values())
             pool.report(lease, OUTCOME_OF[err.kind], retry_after=err.retry_after, quota_kind=err.quota_kind,
                         worker_cooldown=policy.worker_cooldown)
+            shed = tier_calls.shed_error(job, err.code)
             record_call(pool, model=job["model"], latency_s=time.perf_counter() - started, usage=None,
-                        outcome=err.kind)
+                        outcome="shed" if shed else err.kind)
             log.warning("task %s key %s: %s", ctx.task_id, lease.key_id, error_message(err))
+            if shed:  # a shed Flex request: retried on Flex with backoff, outside the error-retry budget
+                backoff = tier_calls.on_shed(job)
+                waited = time.time() - state["first_seen"]
+                if waited + backoff > float(p.get("max_wait", 3600)):
+                    _fail(f"Flex request shed {state['shed']} times: gave up after {waited:.0f}s (set "
+                          "flex_fallback_after to fall back to the standard tier)", TRANSIENT, job, err, lease.key_id)
+                if backoff > max_sleep and deadline is None:
+                    ctx.requeue(job, backoff)
+                time.sleep(backoff)
+                continue
             if err.kind == RATE_LIMITED:
                 state["rate_limited"] += 1
                 if state["rate_limited"] >= MAX_RATE_LIMITED_ATTEMPTS:
@@ -261,8 +273,10 @@ def execute_generate(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             contents = media.build_contents(request, resolver)
             uploaded, reused = resolver.uploaded, resolver.reused
             pool.mark_sent(lease)  # uploads took time: count the call in the quota window from now
-        response = client.models.generate_content(model=job["model"], contents=contents, config=config)
-        out: dict[str, Any] = {"usage": usage_dict(response), "uploads": uploaded, "uploads_reused": reused}
+        call_cfg = tier_calls.call_config(config, tier_calls.current_tier(job), settings.request_timeout)
+        response = client.models.generate_content(model=job["model"], contents=contents, config=call_cfg)
+        out: dict[str, Any] = {"usage": usage_dict(response), "uploads": uploaded, "uploads_reused": reused,
+                               **tier_calls.result_fields(job, response)}
         if job["policy"].get("return_response"):
             out["response"] = response.model_dump(mode="json", exclude_none=True)
             out["text"] = response.text
@@ -270,7 +284,7 @@ def execute_generate(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             out["text"] = extract_text(response, strip=bool(job["policy"].get("strip", True)))
         return out
 
-    ttl = settings.request_timeout + 60 + (600 if upload_paths else 0)
+    ttl = tier_calls.lease_seconds(job, settings.request_timeout) + (600 if upload_paths else 0)
     if prebuilt is not None:
         tokens = estimate_tokens(prebuilt)
     else:  # files still to upload: estimate from the text and the files' sizes

@@ -1,0 +1,87 @@
+"""How a worker calls at a service tier: the SDK config of the call, shed Flex requests, fallback to standard.
+
+Plain functions on the job dict (its ``state`` travels with the job when it is re-queued), used by
+:mod:`gemini_tasks.worker.execution`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from google.genai import types
+
+from gemini_tasks.gemini.tiers import WIRE_TIERS, call_timeout, is_shed
+
+
+def job_tier(job: dict[str, Any]) -> str:
+    """The tier the job asked for (``standard`` for jobs from before tiers existed)."""
+    return job.get("tier") or "standard"
+
+
+def current_tier(job: dict[str, Any]) -> str:
+    """The tier of the next call: the job's, or ``standard`` after a Flex fallback."""
+    return (job.get("state") or {}).get("tier_now") or job_tier(job)
+
+
+def call_config(config: types.GenerateContentConfig | None, tier: str,
+                standard_timeout: float) -> types.GenerateContentConfig | None:
+    """The call's config at ``tier``: ``service_tier`` set for flex/priority, and a Flex call's longer timeout."""
+    if tier not in WIRE_TIERS:
+        return config
+    update: dict[str, Any] = {"service_tier": tier}
+    timeout = call_timeout(tier, standard_timeout)
+    if timeout != standard_timeout:
+        update["http_options"] = types.HttpOptions(timeout=int(timeout * 1000))
+    return (config or types.GenerateContentConfig()).model_copy(update=update)
+
+
+def lease_seconds(job: dict[str, Any], standard_timeout: float) -> float:
+    """Lease lifetime for a call of this job: its longest possible call plus a margin."""
+    return call_timeout(job_tier(job), standard_timeout) + 60
+
+
+def shed_error(job: dict[str, Any], code: int | None) -> bool:
+    return is_shed(current_tier(job), code)
+
+
+def on_shed(job: dict[str, Any], now: float | None = None) -> float:
+    """Count a shed Flex call; return the backoff before the next try (0 after switching to standard).
+
+    Backoff is exponential with full jitter from ``policy.shed_backoff`` (default 2 s) up to
+    ``policy.shed_backoff_max`` (120 s). With ``policy.flex_fallback_after`` set, the request goes to the
+    standard tier once that many seconds have passed since its first Flex try, and no backoff ends later.
+    """
+    now = time.time() if now is None else now
+    state = job.setdefault("state", {})
+    p = job.get("policy") or {}
+    state["shed"] = int(state.get("shed", 0)) + 1
+    since = float(state.setdefault("flex_since", state.get("first_seen", now)))
+    fallback = p.get("flex_fallback_after")
+    if fallback is not None and now - since >= float(fallback):
+        state["tier_now"] = "standard"
+        state["fallback"] = True
+        return 0.0
+    ceiling = min(float(p.get("shed_backoff_max", 120.0)),
+                  float(p.get("shed_backoff", 2.0)) * 2 ** min(state["shed"] - 1, 30))
+    backoff = random.uniform(0.0, ceiling)  # full jitter: sheds come in waves, spread the retries
+    if fallback is not None:
+        backoff = min(backoff, max(0.0, since + float(fallback) - now))
+    return float(backoff)
+
+
+def result_fields(job: dict[str, Any], response: Any) -> dict[str, Any]:
+    """What a result records about tiers: the tier served, the tier the API reported (when the SDK exposes
+    ``usage_metadata.service_tier``; google-genai 3.6 drops it), sheds and fallback."""
+    state = job.get("state") or {}
+    usage = getattr(response, "usage_metadata", None)
+    reported = getattr(usage, "service_tier", None)
+    out: dict[str, Any] = {"tier": current_tier(job)}
+    if reported is not None:
+        out["reported_tier"] = getattr(reported, "value", str(reported))
+    if state.get("shed"):
+        out["shed"] = int(state["shed"])
+    if state.get("fallback"):
+        out["fallback"] = True
+    return out

@@ -1,0 +1,63 @@
+"""Tiers and prices as plain functions: tier names, the call config, shed backoff and fallback, cost by kind."""
+
+from __future__ import annotations
+
+import pytest
+from google.genai import types
+
+from gemini_tasks.gemini.pricing import UsageSummary, check_table, estimate_cost, tokens_by_kind
+from gemini_tasks.gemini.tiers import check_tier
+from gemini_tasks.worker import tier_calls
+
+
+def test_check_tier():
+    assert check_tier(" Flex ") == "flex"
+    with pytest.raises(ValueError, match="one of standard, flex, priority, batch"):
+        check_tier("gold")
+
+
+def test_call_config_sets_tier_and_flex_timeout(monkeypatch):
+    monkeypatch.setenv("GEMINI_TASKS_FLEX_TIMEOUT", "600")
+    base = types.GenerateContentConfig(temperature=0.2)
+    assert tier_calls.call_config(base, "standard", 120) is base
+    flex = tier_calls.call_config(base, "flex", 120)
+    assert flex.service_tier == "flex" and flex.temperature == 0.2 and flex.http_options.timeout == 600_000
+    pri = tier_calls.call_config(None, "priority", 120)
+    assert pri.service_tier == "priority" and pri.http_options is None
+    assert tier_calls.lease_seconds({"tier": "flex"}, 120) == 660
+
+
+def test_shed_backoff_grows_and_fallback_switches_to_standard():
+    job = {"tier": "flex", "policy": {"shed_backoff": 1.0, "flex_fallback_after": 10.0}, "state": {"first_seen": 100.0}}
+    waits = [tier_calls.on_shed(job, now=101.0) for _ in range(3)]
+    assert all(0 <= w <= 9.0 for w in waits) and job["state"]["shed"] == 3
+    assert tier_calls.current_tier(job) == "flex"
+    assert tier_calls.on_shed(job, now=110.0) == 0.0
+    assert tier_calls.current_tier(job) == "standard" and job["state"]["fallback"] is True
+    assert not tier_calls.shed_error(job, 503)  # at standard a 503 is an ordinary transient error
+
+
+def test_cost_by_kind_and_tier():
+    usage = {"prompt_token_count": 1_000_000, "cached_content_token_count": 200_000,
+             "candidates_token_count": 100_000, "thoughts_token_count": 50_000}
+    kinds = tokens_by_kind(usage)
+    assert kinds == {"prompt": 800_000, "cached": 200_000, "output": 100_000, "thinking": 50_000}
+    std = estimate_cost("gemini-2.5-flash", kinds, "standard")
+    assert std == pytest.approx(0.8 * 0.30 + 0.2 * 0.075 + 0.15 * 2.50)
+    assert estimate_cost("models/gemini-2.5-flash", kinds, "flex") == pytest.approx(std * 0.5)
+    assert estimate_cost("gemini-2.5-flash", kinds, "batch") == pytest.approx(std * 0.5)
+    assert estimate_cost("gemini-2.5-flash-lite", kinds, "standard") < std  # longest prefix wins
+    assert estimate_cost("unknown-model", kinds, "standard") is None
+    table = check_table({"my-model": {"input": 1, "output": 2}})
+    assert estimate_cost("my-model-001", {"prompt": 1_000_000}, "standard", table) == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        check_table({"m": {"input": 1}})
+
+
+def test_usage_summary():
+    s = UsageSummary("gemini-2.5-flash")
+    s.add({"prompt_token_count": 100, "candidates_token_count": 10}, "flex", shed=2)
+    s.add({"prompt_token_count": 100, "candidates_token_count": 10}, "standard", fallback=True)
+    assert s.requests == {"flex": 1, "standard": 1} and s.shed == 2 and s.fallbacks == 1
+    assert s.cost_usd == pytest.approx(s.standard_cost() * 0.75)
+    assert "0.75x standard" in s.line()
