@@ -8,8 +8,11 @@ import os
 
 from celery import Celery
 
+from gemini_tasks.worker.holding import HoldRefresh
+
 app = Celery("gemini_tasks", include=["gemini_tasks.worker.tasks"])
 app.config_from_object("gemini_tasks.celeryconfig")
+app.steps["consumer"].add(HoldRefresh)
 
 
 def _load_operator_overrides() -> None:

@@ -32,24 +32,30 @@ task_reject_on_worker_lost = True
 worker_deduplicate_successful_tasks = True
 worker_prefetch_multiplier = 1
 
-#: How long a message held by a worker that vanished stays invisible before Redis redelivers it.
-#: This is the bound on recovery after a worker is killed (README, "Recovery after a crash").
+#: How long a message held by a worker that vanished stays invisible before Redis redelivers it, counted from
+#: the holder's last refresh: live workers re-mark what they hold every 2 s (gemini_tasks.worker.holding), so
+#: a call or a countdown of any length stays with its worker, and only a dead (or cut-off) worker's messages
+#: age past this. The bound on recovery after a worker is killed is about this + one sweep + one call.
 VISIBILITY_TIMEOUT = int(_s.visibility_timeout)
-#: Hard time limit (prefork pool only; the threads pool relies on the SDK timeout instead).
-task_time_limit = max(60, int(VISIBILITY_TIMEOUT * 0.5))
-task_soft_time_limit = max(50, task_time_limit - 30)
-#: Longest countdown a task may re-queue itself with (rate-limit waits); kept below the visibility timeout.
-MAX_COUNTDOWN = max(5, int(VISIBILITY_TIMEOUT * 0.4))
+#: Hard time limit (prefork pool only; the threads pool relies on the SDK timeout instead): a request makes at
+#: most a few attempts of one call timeout each, plus uploads; unrelated to the visibility timeout now.
+task_time_limit = int(4 * _s.request_timeout + 660)
+task_soft_time_limit = task_time_limit - 30
+#: Longest countdown a task re-queues itself with (rate-limit waits): the worker holds such a message until it
+#: is due and keeps it refreshed, so this only bounds how stale a wait may get before admission is asked again.
+MAX_COUNTDOWN = 60
 
-#: kombu hands back a dead worker's messages in a periodic sweep, and by default scans only on every 10th
-#: 10-second tick: 100 s on top of the visibility timeout. Scan on every tick, every tenth of the timeout
-#: (1..10 s), so a worker's death is repaired within about 1.1 x VISIBILITY_TIMEOUT (docs/reliability.md).
-UNACKED_RESTORE_INTERVAL = max(1, min(10, VISIBILITY_TIMEOUT // 10))
+#: Every consuming worker scans for abandoned messages every 2 s (kombu's default is 10 s, and only every
+#: 10th tick: 100 s); one ZRANGE per worker per scan.
+UNACKED_RESTORE_INTERVAL = 2
 
 broker_transport_options = {
     "visibility_timeout": VISIBILITY_TIMEOUT,
     "unacked_restore_interval": UNACKED_RESTORE_INTERVAL,
     "unacked_restore_throttle": 1,
+    # a worker killed during a sweep leaves the sweep's lock behind: let it lapse in 10 s, not kombu's 300 s
+    # (each restore is its own WATCH transaction, so two sweeps at once never restore a message twice)
+    "unacked_mutex_expire": 10,
     "socket_timeout": 30,
     "socket_connect_timeout": 10,
     "socket_keepalive": True,

@@ -19,6 +19,10 @@ from functools import lru_cache
 from dotenv import find_dotenv, load_dotenv
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+#: Seconds after its last refresh that a message held by a dead worker is redelivered (Redis broker). Live
+#: workers refresh what they hold every 2 s (:mod:`gemini_tasks.worker.holding`), so this no longer has to
+#: exceed the longest call: it is the time to notice a dead worker.
+DEFAULT_VISIBILITY_TIMEOUT = 25.0
 KEY_ENV_PREFIX = "GEMINI_API_KEY"
 _KEY_NAME_RE = re.compile(r"^GEMINI_API_KEY(?:_[A-Za-z0-9_]+)?$")
 
@@ -60,8 +64,10 @@ class Settings:
     gemini_base_url: str | None = None
     #: API version the SDK speaks; pinned so an SDK upgrade does not silently change URLs.
     api_version: str = "v1beta"
-    #: Broker visibility timeout: how long a message taken by a worker that died stays invisible.
-    visibility_timeout: float = 900.0
+    #: Broker visibility timeout: how long a message held by a worker that died stays invisible (Redis).
+    visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
+    #: Master name for ``sentinel://`` URLs (``REDIS_SENTINEL_MASTER``).
+    sentinel_master: str = "mymaster"
     key_names: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -95,9 +101,33 @@ def load_settings() -> Settings:
         request_timeout=_float("GEMINI_TASKS_REQUEST_TIMEOUT", 120.0),
         gemini_base_url=os.environ.get("GOOGLE_GEMINI_BASE_URL") or None,
         api_version=os.environ.get("GEMINI_TASKS_API_VERSION") or "v1beta",
-        visibility_timeout=_float("GEMINI_TASKS_VISIBILITY_TIMEOUT", 900.0),
+        visibility_timeout=_float("GEMINI_TASKS_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
+        sentinel_master=os.environ.get("REDIS_SENTINEL_MASTER") or "mymaster",
         key_names=tuple(key_env_names()),
     )
+
+
+class DeliverySettingsError(ValueError):
+    """A combination of settings that would deliver (and pay for) one call twice; refused at start."""
+
+
+def check_delivery_settings(settings: Settings) -> None:
+    """Refuse settings under which a live worker's message could be handed to a second worker.
+
+    A Redis broker redelivers a message whose holder has not refreshed it for ``visibility_timeout`` seconds;
+    live workers refresh every :data:`gemini_tasks.worker.holding.REFRESH_SECONDS`. A timeout that is not
+    several refreshes long would take messages from live, merely busy workers (their calls paid twice).
+    The call timeout no longer matters here: a call of any length stays with the worker that runs it.
+    """
+    from gemini_tasks.worker.holding import MIN_VISIBILITY_TIMEOUT, REFRESH_SECONDS
+
+    if settings.visibility_timeout < MIN_VISIBILITY_TIMEOUT:
+        raise DeliverySettingsError(
+            f"GEMINI_TASKS_VISIBILITY_TIMEOUT={settings.visibility_timeout:g} is too short: live workers refresh "
+            f"the messages they hold every {REFRESH_SECONDS:g}s, and a timeout under {MIN_VISIBILITY_TIMEOUT:g}s "
+            f"would hand a busy worker's calls (GEMINI_TASKS_REQUEST_TIMEOUT={settings.request_timeout:g}) to a "
+            f"second worker and pay for them twice. Use at least {MIN_VISIBILITY_TIMEOUT:g} (default "
+            f"{DEFAULT_VISIBILITY_TIMEOUT:g}).")
 
 
 @lru_cache(maxsize=1)

@@ -33,8 +33,9 @@ def test_reliability_settings_and_operator_override(tmp_path):
             " c.worker_send_task_events, c.task_send_sent_event, sorted(q.name for q in c.task_queues),"
             " c.result_expires, c.broker_url]))")
     out = run_py(code, tmp_path, {"REDIS_URL": "redis://r:1/0"})
-    assert out[:10] == ["json", ["json"], True, True, 1, 900, 450, True, True, ["batch", "interactive"]]
-    assert out[6] < out[5]  # every time limit is below the visibility timeout
+    assert out[:10] == ["json", ["json"], True, True, 1, 25, 1140, True, True, ["batch", "interactive"]]
+    # the visibility timeout is short: live workers refresh what they hold (worker/holding.py), so the time
+    # limit (4 call timeouts + uploads) no longer has to fit inside it
     assert out[10] == 86400 and out[11] == "redis://r:1/0"
     (tmp_path / "celeryconfig.py").write_text("result_expires = 123\nworker_concurrency = 7\n")
     out = run_py(code, tmp_path, {"REDIS_URL": "redis://r:1/0"})

@@ -16,7 +16,7 @@ import pytest
 from chaos_stack import HERE, KEY_IDS, KEY_SECRETS, Stack, pool_leases, queue_lengths, record_figures, rss_kib
 
 RESULT_EXPIRES = 5  # soak_celeryconfig.result_expires
-VISIBILITY = 8  # the soak workers' GEMINI_TASKS_VISIBILITY_TIMEOUT; done markers live max(5, 2 x 8) = 16 s
+VISIBILITY = 10  # the soak workers' GEMINI_TASKS_VISIBILITY_TIMEOUT (the shortest accepted); done markers live 20 s
 #: per-deployment keys, bounded in number: everything else is per request and must carry a TTL
 STEADY_POOL_KEYS = ("ids", "held", "key", "projkeys", "proj", "limited", "ready", "waiting", "gate", "leases",
                     "kl", "seq", "stats", "calls", "clock_offset")

@@ -9,7 +9,7 @@ import time
 
 from chaos_stack import generate_calls, pool_leases, prompt_of, queue_lengths, record_figures, wait_for
 
-VISIBILITY = 8  # GEMINI_TASKS_VISIBILITY_TIMEOUT of these workers: calls take 1 s, nothing is held longer
+VISIBILITY = 10  # GEMINI_TASKS_VISIBILITY_TIMEOUT of these workers (the shortest accepted)
 LATENCY = 1.0
 
 
