@@ -7,7 +7,9 @@ from gemini_tasks import (  # noqa: F401
     TTS_MODELS,
     TTS_VOICES,
     AdvancedApiKeyManager,
+    GeminiImageGenerator,
     GeminiParallelProcessor,
+    GeminiSequentialProcessor,
     GeminiStreamingProcessor,
     GeminiTTSProcessor,
     text_to_speech,
@@ -15,5 +17,6 @@ from gemini_tasks import (  # noqa: F401
 
 __all__ = [
     "AdvancedApiKeyManager", "GeminiParallelProcessor", "GeminiStreamingProcessor", "GeminiTTSProcessor",
+    "GeminiSequentialProcessor", "GeminiImageGenerator",
     "text_to_speech", "TTS_VOICES", "TTS_MODELS",
 ]

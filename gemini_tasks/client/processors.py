@@ -19,6 +19,7 @@ from celery.result import AsyncResult, GroupResult
 from google.genai import types
 
 from gemini_tasks.celery_app import app
+from gemini_tasks.client.aio import AsyncBatchMixin, AsyncSingleMixin
 from gemini_tasks.worker.execution import TaskFailed
 from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model, describe_job, generate_job, validate_batch
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
@@ -139,7 +140,7 @@ class _Processor:
         return TASKS[("generate", self.queue)]
 
 
-class GeminiParallelProcessor(_Processor):
+class GeminiParallelProcessor(AsyncBatchMixin, _Processor):
     """Batch processing: ``process_prompts`` submits a Celery group and returns results in input order."""
 
     queue = "batch"
@@ -232,7 +233,7 @@ class _Progress:
             self.bar.stop()
 
 
-class GeminiStreamingProcessor(_Processor):
+class GeminiStreamingProcessor(AsyncSingleMixin, _Processor):
     """One request at a time, answered as soon as a worker has it: ``apply_async(...).get(timeout)``.
 
     Requests go to the ``interactive`` queue, which batch floods never fill. A caller that times out
@@ -300,6 +301,10 @@ class GeminiStreamingProcessor(_Processor):
         meta, response, error = to_result_tuple(value, metadata)
         if "task_id" not in meta:
             meta = {**meta, "task_id": res.id}
+        if self.policy.return_response and response is not None:
+            from gemini_tasks.gemini.structured import attach_parsed
+
+            response = attach_parsed(response, prompt_data.get("generation_config"))
         return meta, response, error
 
     def get_queue_size(self) -> int:

@@ -23,6 +23,7 @@ from gemini_tasks.gemini.tts import TTS_MODELS, TTS_VOICES  # noqa: F401 - re-ex
 from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
 from gemini_tasks.client.processors import GeminiStreamingProcessor, to_result_tuple
+from gemini_tasks.client.aio import AsyncTTSMixin
 
 log = logging.getLogger("gemini_tasks")
 
@@ -35,7 +36,7 @@ def _pcm_of(data: bytes) -> bytes:
     return data
 
 
-class GeminiTTSProcessor:
+class GeminiTTSProcessor(AsyncTTSMixin):
     """Text-to-speech through the fleet's shared key pool.
 
     ``output_sample_rate``/``output_channels``/``output_sample_width`` are the format you expect; the WAV

@@ -2,12 +2,13 @@
 
 The prompt_data format is the original's (README "Multi-Modal Usage"); the order rules are its own:
 
-* per type, the media list is audio = ``[paths..., bytes..., urls...]`` and video = ``[urls..., paths...,
-  bytes...]`` (``audio_url`` is new and goes last among audio);
-* with ``<audio>``/``<video>`` tokens in the prompt, the prompt is split on them, text pieces are stripped
-  and empty ones dropped, and each token takes the next file of its type; files left over follow at the
-  end, audios first, then videos;
-* without tokens: all videos, then all audios, then the prompt text.
+* per type, the media list is audio = ``[paths..., bytes..., urls...]``, video = ``[urls..., paths...,
+  bytes...]`` and image = ``[urls..., paths..., bytes...]`` (``audio_url`` is new and goes last among audio;
+  images follow upstream 0.10, k1064190/GeminiParallel, which added them);
+* with ``<audio>``/``<video>``/``<image>`` tokens in the prompt, the prompt is split on them, text pieces are
+  stripped and empty ones dropped, and each token takes the next file of its type; files left over follow at
+  the end, audios first, then videos, then images;
+* without tokens: all images, then all videos, then all audios, then the prompt text.
 
 What differs from the original, on purpose (its defects, original-implementation.md §4/§7):
 
@@ -44,6 +45,8 @@ logger = logging.getLogger("gemini_tasks")
 __all__ = [
     "AUDIO",
     "DEFAULT_MIME",
+    "IMAGE",
+    "KINDS",
     "INLINE_REQUEST_LIMIT",
     "MediaItem",
     "as_list",
@@ -64,19 +67,23 @@ __all__ = [
 
 AUDIO = "audio"
 VIDEO = "video"
-#: The original's defaults when nothing better is known.
-DEFAULT_MIME = {AUDIO: "audio/mp3", VIDEO: "video/mp4"}
+IMAGE = "image"
+#: Every media type, in the order files left over after the tokens are appended (upstream's order).
+KINDS = (AUDIO, VIDEO, IMAGE)
+#: The original's (and upstream 0.10's) defaults when nothing better is known.
+DEFAULT_MIME = {AUDIO: "audio/mp3", VIDEO: "video/mp4", IMAGE: "image/jpeg"}
 #: Gemini's limit on one request, inline media included (as sent: base64, see :func:`inline_cost`).
 INLINE_REQUEST_LIMIT = 20 * 1024 * 1024
 #: Room kept for the JSON envelope, text and config when planning what fits inline.
 INLINE_HEADROOM = 64 * 1024
 #: The exact lowercase tokens of the original.
-TOKEN_RE = re.compile(r"<(audio|video)>")
+TOKEN_RE = re.compile(r"<(audio|video|image)>")
 
 # Where each source sits in the combined per-type list (the original's order; audio_url is new, last).
 SOURCE_ORDER = {
     AUDIO: (("path", "audio_path"), ("bytes", "audio_bytes"), ("url", "audio_url")),
     VIDEO: (("url", "video_url"), ("path", "video_path"), ("bytes", "video_bytes")),
+    IMAGE: (("url", "image_url"), ("path", "image_path"), ("bytes", "image_bytes")),
 }
 
 # Host mime tables differ (/etc/mime.types); map the usual aliases to the names Gemini documents.
@@ -215,9 +222,9 @@ def media_items(prompt_data: Mapping[str, Any], kind: str) -> list[MediaItem]:
 
 
 def token_counts(prompt: str) -> dict[str, int]:
-    """How many ``<audio>`` and ``<video>`` tokens a prompt holds."""
+    """How many ``<audio>``, ``<video>`` and ``<image>`` tokens a prompt holds."""
     found = TOKEN_RE.findall(prompt or "")
-    return {AUDIO: found.count(AUDIO), VIDEO: found.count(VIDEO)}
+    return {kind: found.count(kind) for kind in KINDS}
 
 
 def layout(prompt_data: Mapping[str, Any]) -> list[str | MediaItem]:
@@ -228,34 +235,35 @@ def layout(prompt_data: Mapping[str, Any]) -> list[str | MediaItem]:
     prompt = prompt_data.get("prompt") or ""
     if not isinstance(prompt, str):
         raise InvalidPromptError(f"must be a string, got {type(prompt).__name__}", field="prompt")
-    media = {AUDIO: media_items(prompt_data, AUDIO), VIDEO: media_items(prompt_data, VIDEO)}
+    media = {kind: media_items(prompt_data, kind) for kind in KINDS}
     sequence: list[str | MediaItem] = []
     if TOKEN_RE.search(prompt):
         counts = token_counts(prompt)
-        for kind in (AUDIO, VIDEO):
+        for kind in KINDS:
             if counts[kind] > len(media[kind]):
                 raise InvalidPromptError(
                     f"more <{kind}> tokens ({counts[kind]}) than {kind} files ({len(media[kind])} given "
                     f"in {kind}_path/{kind}_bytes/{kind}_url)",
                     field="prompt",
                 )
-        used = {AUDIO: 0, VIDEO: 0}
+        used = {kind: 0 for kind in KINDS}
         for position, piece in enumerate(TOKEN_RE.split(prompt)):
             if position % 2 == 1:  # a captured token name
                 sequence.append(media[piece][used[piece]])
                 used[piece] += 1
             elif piece.strip():
                 sequence.append(piece.strip())
-        sequence.extend(media[AUDIO][used[AUDIO] :])
-        sequence.extend(media[VIDEO][used[VIDEO] :])
+        for kind in KINDS:
+            sequence.extend(media[kind][used[kind] :])
     else:
+        sequence.extend(media[IMAGE])
         sequence.extend(media[VIDEO])
         sequence.extend(media[AUDIO])
         if prompt.strip():
             sequence.append(prompt)
     if not sequence:
         raise InvalidPromptError(
-            "no content provided: the prompt is empty and there are no audio or video files "
+            "no content provided: the prompt is empty and there are no audio, video or image files "
             "(give a prompt, media, or both)",
             field="prompt",
         )

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 from google.genai import types
 
 from .config import GenerationConfigError, build_generate_config
-from .content import AUDIO, INLINE_REQUEST_LIMIT, SOURCE_ORDER, VIDEO, as_list, inline_cost, token_counts
+from .content import INLINE_REQUEST_LIMIT, KINDS, SOURCE_ORDER, VIDEO, as_list, inline_cost, token_counts
 from .errors import InvalidPromptError
 
 __all__ = [
@@ -46,11 +46,15 @@ MEDIA_FIELDS = (
     "video_url",
     "video_mime_type",
     "video_metadata",
+    "image_path",
+    "image_bytes",
+    "image_url",
+    "image_mime_type",
 )
 #: Every top-level key a prompt_data dict may have.
 ALLOWED_FIELDS = frozenset({"prompt", "metadata", "generation_config", *MEDIA_FIELDS})
-BYTES_FIELDS = ("audio_bytes", "video_bytes")
-PATH_FIELDS = ("audio_path", "video_path")
+BYTES_FIELDS = ("audio_bytes", "video_bytes", "image_bytes")
+PATH_FIELDS = ("audio_path", "video_path", "image_path")
 URL_SCHEMES = frozenset({"http", "https", "gs"})
 VIDEO_METADATA_FIELDS = frozenset(
     {"start_offset", "end_offset", "fps", "content_layers", "startOffset", "endOffset", "contentLayers"}
@@ -284,9 +288,9 @@ def validate_prompt(prompt_data: Any, *, check_paths: bool = True) -> None:
     prompt = _check_prompt(prompt_data, problems)
     _check_metadata(prompt_data, problems)
 
-    counts = {AUDIO: 0, VIDEO: 0}
+    counts = {kind: 0 for kind in KINDS}
     inline_total = len(prompt.encode("utf-8", "surrogatepass"))
-    for kind in (AUDIO, VIDEO):
+    for kind in KINDS:
         counts[kind] += _check_paths(prompt_data, f"{kind}_path", check_paths, problems)
         n_bytes, cost = _check_bytes(prompt_data, f"{kind}_bytes", problems)
         counts[kind] += n_bytes
@@ -297,16 +301,17 @@ def validate_prompt(prompt_data: Any, *, check_paths: bool = True) -> None:
 
     if inline_total > INLINE_REQUEST_LIMIT:
         problems.add(
-            "audio_bytes/video_bytes",
+            "audio_bytes/video_bytes/image_bytes",
             f"inline media take {_fmt_mb(inline_total)} in the request (base64-encoded), over the "
             f"{_fmt_mb(INLINE_REQUEST_LIMIT)} request limit; bytes cannot be uploaded from here, so pass a "
-            "path on storage the workers share (audio_path/video_path) or a URL (audio_url/video_url)",
+            "path on storage the workers share (audio_path/video_path/image_path) or a URL (audio_url/video_url/image_url)",
         )
 
-    if not prompt.strip() and counts[AUDIO] == 0 and counts[VIDEO] == 0:
-        problems.add("prompt", "no content provided: the prompt is empty and there are no audio or video files")
+    if not prompt.strip() and not any(counts.values()):
+        problems.add("prompt", "no content provided: the prompt is empty and there are no audio, video or image "
+                     "files")
     tokens = token_counts(prompt)
-    for kind in (AUDIO, VIDEO):
+    for kind in KINDS:
         if tokens[kind] > counts[kind]:
             problems.add(
                 "prompt",

@@ -1,0 +1,206 @@
+"""The asyncio API: ``await processor.aprocess_single(...)``, ``aprocess_prompts(...)``, ``agenerate_speech(...)``.
+
+Same jobs, queues, admission and results as the blocking methods; only the waiting differs. Results are awaited
+through one ``redis.asyncio`` pub/sub connection per event loop (:mod:`gemini_tasks.client.result_waiter`),
+publishing runs on a small thread pool, so a web server's event loop keeps answering while hundreds of requests
+wait on Gemini. Errors are the blocking methods' errors: ``RuntimeError`` before ``start()``, ``ValueError``
+for bad input (raised before anything is enqueued), the builtin ``TimeoutError``; a caller that is cancelled
+(a client that disconnects from an ASGI server) cancels its request, so it never spends quota later.
+
+These are mixins so the processors keep one definition each; they import the processors lazily.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any, Callable, Iterable, Mapping
+
+from gemini_tasks.client.result_waiter import await_results, run_blocking, run_in_background, waiter
+
+ResultTuple = tuple[dict[str, Any], Any, str | None]
+
+
+def _check_timeout(timeout: Any) -> float | None:
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+    return None if timeout is None else float(timeout)
+
+
+def _value_of(meta: Mapping[str, Any] | None) -> Any:
+    return None if meta is None else meta.get("result")
+
+
+class AsyncSingleMixin:
+    """``aprocess_single`` for :class:`~gemini_tasks.client.processors.GeminiStreamingProcessor`."""
+
+    async def aprocess_single(self, prompt_data: dict[str, Any], timeout: float | None = 300.0) -> ResultTuple:
+        """Process one prompt on the fleet without blocking the event loop.
+
+        Raises ``RuntimeError`` before ``start()``, ``TimeoutError`` after ``timeout`` seconds (the request is
+        cancelled), ``ValueError`` for bad input. Cancelling the awaiting task cancels the request.
+        """
+        from gemini_tasks.client.jobs import describe_job, generate_job
+        from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE, to_result_tuple
+
+        self_: Any = self
+        if not self_._running:
+            raise RuntimeError("Workers are not running. Call start() first.")
+        timeout = _check_timeout(timeout)
+        deadline = None if timeout is None else time.time() + timeout + STREAM_DEADLINE_GRACE
+        job = generate_job(prompt_data, model=self_.model_name, manager=self_.key_manager, policy=self_.policy,
+                           deadline=deadline)
+        expires = None if timeout is None else timeout + STREAM_DEADLINE_GRACE
+        task_id = uuid.uuid4().hex
+        task = self_._task()
+
+        def publish() -> None:
+            task.apply_async(args=[job], task_id=task_id, queue=self_.queue, expires=expires,
+                             argsrepr=describe_job(job))
+
+        metadata = dict(prompt_data.get("metadata") or {})
+        metadata.setdefault("task_id", task_id)
+        from celery.result import AsyncResult
+
+        from gemini_tasks.celery_app import app
+
+        self_._in_flight[task_id] = AsyncResult(task_id, app=app)  # stop() cancels it like a blocking call
+        try:
+            (meta,) = await await_results([task_id], publish, timeout)
+        except asyncio.CancelledError:
+            run_in_background(self_._abandon, task_id)
+            raise
+        finally:
+            self_._in_flight.pop(task_id, None)
+        if meta is None:
+            run_in_background(self_._abandon, task_id)
+            raise TimeoutError(f"Processing timed out after {timeout} seconds")
+        await waiter().forget([task_id])
+        meta_out, response, error = to_result_tuple(_value_of(meta), metadata)
+        if "task_id" not in meta_out:
+            meta_out = {**meta_out, "task_id": task_id}
+        return _with_parsed((meta_out, response, error), prompt_data, self_.policy.return_response)
+
+    def _abandon(self, task_id: str) -> None:
+        """The caller gave up: refuse any later admission, and revoke the message."""
+        from celery.result import AsyncResult
+
+        from gemini_tasks.celery_app import app
+
+        self_: Any = self
+        self_.key_manager.pool.cancel(task_id)
+        AsyncResult(task_id, app=app).revoke()
+
+
+def _with_parsed(result: ResultTuple, prompt_data: Any, return_response: bool) -> ResultTuple:
+    if not return_response or result[1] is None:
+        return result
+    from gemini_tasks.gemini.structured import attach_parsed
+
+    return result[0], attach_parsed(result[1], (prompt_data or {}).get("generation_config")), result[2]
+
+
+class AsyncBatchMixin:
+    """``aprocess_prompts`` for :class:`~gemini_tasks.client.processors.GeminiParallelProcessor`."""
+
+    async def aprocess_prompts(self, prompts_data: Iterable[dict[str, Any]], *, timeout: float | None = None,
+                               progress: Callable[[int, int], None] | None = None) -> list[ResultTuple]:
+        """Submit a batch and await every result (input order, failures in place) without blocking the loop.
+
+        Raises ``ValueError`` for a bad prompt (naming its index) before anything is enqueued, ``TimeoutError``
+        after ``timeout`` seconds (the batch keeps running: collect it later with ``collect(group_id)``).
+        Cancelling the awaiting task revokes the batch's requests that have not started.
+        """
+        from celery.result import GroupResult
+
+        from gemini_tasks.celery_app import app
+        from gemini_tasks.client.jobs import validate_batch
+        from gemini_tasks.client.processors import to_result_tuple
+
+        self_: Any = self
+        timeout = _check_timeout(timeout)
+        prompts = validate_batch(prompts_data)
+        if not prompts:
+            return []
+        handle = await run_blocking(self_.submit, prompts)  # validates every prompt first, then enqueues
+        res = GroupResult.restore(handle.group_id, app=app)
+        assert res is not None
+        ids = [r.id for r in res.results]
+        done = [0]
+
+        def on_result(_i: int, _meta: dict[str, Any]) -> None:
+            done[0] += 1
+            if progress is not None:
+                progress(done[0], len(ids))
+
+        try:
+            metas = await await_results(ids, lambda: None, timeout, on_result)
+        except asyncio.CancelledError:
+            run_in_background(self_._abandon_batch, ids)
+            raise
+        if any(m is None for m in metas):
+            raise TimeoutError(f"batch {handle.group_id}: {sum(m is not None for m in metas)} of {len(ids)} results "
+                               f"after {timeout} seconds; collect the rest later with collect({handle.group_id!r})")
+        out = []
+        for prompt, meta in zip(prompts, metas):
+            result = to_result_tuple(_value_of(meta), dict(prompt.get("metadata") or {}))
+            out.append(_with_parsed(result, prompt, self_.policy.return_response))
+        return out
+
+    def _abandon_batch(self, task_ids: list[str]) -> None:
+        from gemini_tasks.celery_app import app
+
+        app.control.revoke(task_ids)
+
+
+class AsyncTTSMixin:
+    """``agenerate_speech`` and ``agenerate_multi_speaker_dialogue`` for ``GeminiTTSProcessor``."""
+
+    async def _arun(self, speech: dict[str, Any], output_file: str | None) -> bytes | None:
+        from celery.result import AsyncResult
+
+        from gemini_tasks.celery_app import app
+        from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE
+        from gemini_tasks.worker.tasks import TASKS
+
+        self_: Any = self
+        deadline = time.time() + self_.timeout + STREAM_DEADLINE_GRACE
+        job = self_._job(speech, None, self_.policy, deadline)
+        task_id = uuid.uuid4().hex
+
+        def publish() -> None:
+            TASKS[("speech", "interactive")].apply_async(
+                args=[job], task_id=task_id, queue="interactive", expires=self_.timeout + STREAM_DEADLINE_GRACE,
+                argsrepr=f"speech voice={speech.get('voice') or speech.get('speakers')} "
+                         f"text={speech['prompt'][:80]!r}")
+
+        def abandon() -> None:
+            self_.key_manager.pool.cancel(task_id)
+            AsyncResult(task_id, app=app).revoke()
+
+        try:
+            (meta,) = await await_results([task_id], publish, self_.timeout)
+        except asyncio.CancelledError:
+            run_in_background(abandon)
+            raise
+        if meta is None:
+            run_in_background(abandon)
+            self_.last_error = f"TTS timed out after {self_.timeout} seconds"
+            return None
+        await waiter().forget([task_id])
+        # fetching the audio blob and writing the WAV are blocking I/O: off the loop
+        return await run_blocking(self_._collect, _value_of(meta), output_file)
+
+    async def agenerate_speech(self, text: str, voice: str | None = None, output_file: str | None = None,
+                               style_prompt: str | None = None) -> bytes | None:
+        """``generate_speech`` without blocking the event loop."""
+        self_: Any = self
+        return await self._arun(self_._single_speech(text, voice, style_prompt), output_file)
+
+    async def agenerate_multi_speaker_dialogue(self, dialogue: Any, voices: Mapping[str, str],
+                                               output_file: str | None = None,
+                                               style_prompt: str | None = None) -> bytes | None:
+        """``generate_multi_speaker_dialogue`` without blocking the event loop."""
+        self_: Any = self
+        return await self._arun(self_._dialogue_speech(dialogue, voices, style_prompt), output_file)

@@ -1,0 +1,119 @@
+"""Web fixtures: real redis-server, the emulator over HTTP, a real worker process with many slots, uvicorn.
+
+The worker runs as a child process (``celery -A gemini_tasks worker``, threads pool) so that 50 requests can
+all be in flight on slow Gemini calls at once, and so that neither it nor the emulator shares an interpreter
+with the ASGI server under test.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+KEY_SECRETS = {f"GEMINI_API_KEY_{i}": f"emu-secret-{i:02d}-abcdefghijklmnop" for i in range(1, 51)}
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    from gemini_tasks.emulator.runner import EmulatorThread
+
+    emu = EmulatorThread().start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+@pytest.fixture(scope="session")
+def fleet_env(redis_url, emulator):
+    saved = dict(os.environ)
+    for name in list(os.environ):
+        if name.startswith("GEMINI_API_KEY"):
+            del os.environ[name]
+    os.environ.update(KEY_SECRETS)
+    os.environ.update({
+        "REDIS_URL": redis_url,
+        "GOOGLE_GEMINI_BASE_URL": emulator.url,
+        "GEMINI_TASKS_REQUEST_TIMEOUT": "10",
+        "GEMINI_TASKS_VISIBILITY_TIMEOUT": "120",
+    })
+    from gemini_tasks.settings import get_settings
+
+    get_settings.cache_clear()
+    from gemini_tasks.celery_app import app
+
+    app.conf.update(broker_url=redis_url, result_backend=redis_url, broker_connection_retry_on_startup=True)
+    yield os.environ
+    os.environ.clear()
+    os.environ.update(saved)
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def worker(fleet_env):
+    from gemini_tasks.testing.local_fleet import WorkerProcess
+
+    with WorkerProcess(dict(fleet_env), concurrency=64) as w:
+        yield w
+
+
+@pytest.fixture
+def emu(emulator):
+    control = emulator.control
+    control.reset()
+    yield control
+    control.clear_faults()
+
+
+@pytest.fixture
+def manager(fleet_env, pool_name):
+    from gemini_tasks.keys import AdvancedApiKeyManager
+
+    return AdvancedApiKeyManager(8, paid_keys="all", pool=pool_name)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def asgi_server(worker, fleet_env, pool_name):
+    """The example FastAPI app (tests/web/asgi_app.py) under a real uvicorn process; yields its base URL."""
+    port = _free_port()
+    log_path = Path(f"/tmp/gemini-tasks-uvicorn-{uuid.uuid4().hex[:8]}.log")
+    env = {**fleet_env, "WEB_POOL": pool_name}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "asgi_app:app", "--app-dir", str(HERE),
+                                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn did not start:\n{log_path.read_text()[-3000:]}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        print(f"uvicorn log:\n{log_path.read_text(errors='replace')[-4000:]}")  # shown when a test fails
+        log_path.unlink(missing_ok=True)
