@@ -7,7 +7,6 @@ from gemini_tasks import (  # noqa: F401
     TTS_MODELS,
     TTS_VOICES,
     AdvancedApiKeyManager,
-    GeminiImageGenerator,
     GeminiParallelProcessor,
     GeminiSequentialProcessor,
     GeminiStreamingProcessor,
@@ -17,6 +16,6 @@ from gemini_tasks import (  # noqa: F401
 
 __all__ = [
     "AdvancedApiKeyManager", "GeminiParallelProcessor", "GeminiStreamingProcessor", "GeminiTTSProcessor",
-    "GeminiSequentialProcessor", "GeminiImageGenerator",
+    "GeminiSequentialProcessor",
     "text_to_speech", "TTS_VOICES", "TTS_MODELS",
 ]
