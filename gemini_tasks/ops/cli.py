@@ -7,11 +7,12 @@ private Redis, the emulator) before the Celery app reads its configuration.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import sys
-import tempfile
 import time
+import uuid
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 
 console = Console(stderr=True)
+log = logging.getLogger("gemini_tasks.ops.cli")
 
 
 def _reload_settings() -> None:
@@ -60,7 +62,79 @@ def keys_table(summary: dict[str, dict[str, Any]], title: str = "API keys") -> T
     return table
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def mask_url(url: str) -> str:
+    """A URL safe to print: its password replaced by ``**`` (kombu's sanitizer, as Celery prints URLs)."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(url))
+
+
+def _redis_url_for_cli() -> str:
+    from gemini_tasks.settings import get_settings
+
+    return get_settings().keys_redis_url
+
+
+def _check_redis(*urls: str) -> None:
+    """Fail with one clear line (the URL, password masked) when a Redis the command needs is unreachable."""
+    import redis
+
+    from gemini_tasks.settings import get_settings
+
+    s = get_settings()
+    wanted = list(urls) or [s.keys_redis_url]
+    wanted += [u for u in (s.broker_url, s.result_backend) if u.startswith(("redis://", "rediss://"))]
+    for url in dict.fromkeys(wanted):
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            continue
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3, retry_on_timeout=False)
+        try:
+            client.ping()
+        except redis.AuthenticationError as exc:
+            raise click.ClickException(f"Redis at {mask_url(url)} refused the credentials ({exc})") from None
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            raise click.ClickException(f"cannot reach Redis at {mask_url(url)} ({_one_line(exc)}); start it or "
+                                       "set REDIS_URL") from None
+        finally:
+            client.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class _Main(click.Group):
+    """The command group: every error becomes one line on stderr and a non-zero exit, never a traceback.
+
+    ``GEMINI_TASKS_DEBUG=1`` lets unexpected exceptions through with their traceback.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        import redis
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            console.print("interrupted")
+            sys.exit(130)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise click.ClickException(f"cannot reach Redis at {mask_url(_redis_url_for_cli())} "
+                                       f"({_one_line(exc)})") from None
+        except Exception as exc:
+            if os.environ.get("GEMINI_TASKS_DEBUG"):
+                raise
+            from gemini_tasks.keys.pool import KeyManagerError
+
+            if isinstance(exc, (ValueError, LookupError, KeyManagerError, TypeError)):
+                raise click.ClickException(_one_line(exc)) from None
+            raise click.ClickException(f"{type(exc).__name__}: {_one_line(exc)} (GEMINI_TASKS_DEBUG=1 shows the "
+                                       "traceback)") from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gemini-tasks")
 def main() -> None:
     """Gemini generation and text-to-speech on a Celery fleet sharing one Redis key pool."""
@@ -114,37 +188,6 @@ def keys(pool: str | None, as_json: bool, reset_ids: tuple[str, ...], watch: flo
 
 
 # --------------------------------------------------------------------------------------------- submit / collect
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    items = []
-    with path.open() as handle:
-        for n, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise click.BadParameter(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-            if isinstance(obj, str):
-                obj = {"prompt": obj}
-            if not isinstance(obj, dict):
-                raise click.BadParameter(f"{path}:{n}: each line must be a JSON object or string")
-            obj.setdefault("metadata", {})
-            obj["metadata"].setdefault("line", n)
-            items.append(obj)
-    return items
-
-
-def _done_lines(output: Path) -> set[int]:
-    done: set[int] = set()
-    if output.exists():
-        for line in output.read_text().splitlines():
-            try:
-                done.add(int(json.loads(line)["line"]))
-            except (ValueError, KeyError, TypeError):
-                continue
-    return done
-
-
 def _make_manager(keys_spec: str, paid: str | None, pool: str | None):
     from gemini_tasks.keys import AdvancedApiKeyManager
 
@@ -157,54 +200,13 @@ def _make_manager(keys_spec: str, paid: str | None, pool: str | None):
     return AdvancedApiKeyManager(spec, paid_keys=paid_spec, pool=pool)
 
 
-def _write_results(output: Path, state_path: Path, pending: dict[str, int], processor: Any,
-                   show_progress: bool, summary: Any = None) -> int:
-    """Wait for ``pending`` task ids, appending each answer to ``output`` as it arrives (resumable)."""
-    from celery.result import AsyncResult, ResultSet
-
-    from gemini_tasks.celery_app import app
-    from gemini_tasks.client.processors import to_result_tuple
-
-    errors = 0
-    results = ResultSet([AsyncResult(tid, app=app) for tid in pending])
-    progress = None
-    if show_progress and pending:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
-
-        progress = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            TimeRemainingColumn(), console=console)
-        progress.start()
-        bar = progress.add_task("results", total=len(pending))
-    with output.open("a") as out:
-        def on_result(task_id: str, value: Any) -> None:
-            nonlocal errors
-            if summary is not None and isinstance(value, dict) and value.get("ok"):
-                summary.add(value.get("usage"), value.get("tier") or "standard", shed=int(value.get("shed") or 0),
-                            fallback=bool(value.get("fallback")), model=value.get("model"))
-            meta, response, error = to_result_tuple(value)
-            if hasattr(response, "model_dump"):
-                response = response.model_dump(mode="json", exclude_none=True)
-            line = pending.pop(task_id, meta.get("line"))
-            errors += error is not None
-            out.write(json.dumps({"line": line, "metadata": meta, "response": response, "error": error}) + "\n")
-            out.flush()
-            state_path.write_text(json.dumps({"pending": pending}))
-            if progress:
-                progress.advance(bar)
-
-        try:
-            results.join_native(propagate=False, callback=on_result, interval=0.2)
-        finally:
-            if progress:
-                progress.stop()
-    return errors
-
-
 def _sort_output(output: Path) -> None:
-    rows = [json.loads(line) for line in output.read_text().splitlines() if line.strip()]
-    rows.sort(key=lambda r: (r.get("line") is None, r.get("line") or 0))
+    """Sort the results file by input line, once, at the end (rows stay as written)."""
+    rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows.sort(key=lambda r: (not isinstance(r.get("line"), int), r.get("line") if isinstance(r.get("line"), int)
+                             else 0))
     tmp = output.with_suffix(output.suffix + ".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(output)
 
 
@@ -231,50 +233,166 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
     """Run every prompt of a JSONL file on the fleet and write results (JSONL, in input order).
 
     Each line is a prompt dict as the Python API takes it (prompt, metadata, media paths/URLs,
-    generation_config), or a bare string. Interrupt and re-run at will: answered prompts are skipped and
-    prompts already submitted are collected rather than submitted again.
+    generation_config), or a bare string. Each result row is {"line", "metadata", "response", "error"},
+    "line" being the prompt's line in PROMPTS. Interrupt and re-run at will: answered prompts are skipped,
+    prompts already submitted are collected rather than sent again, and prompts Redis lost are sent again.
     """
+    from gemini_tasks.ops import jsonl_batch as jb
+
+    try:
+        items = jb.read_prompts(prompts)
+    except jb.BatchFileError as exc:
+        raise click.UsageError(str(exc)) from None
+    state = jb.StateLog.for_output(output)
+    done = jb.done_lines(output)
+    total = len(items)
+    if all(it.line in done for it in items):
+        if output.exists():
+            _sort_output(output)
+        state.remove()
+        console.print(f"{total} prompt(s): all already answered in {output}; nothing to do")
+        return
+    _check_redis(_redis_url_for_cli())
+    from gemini_tasks.celery_app import app
+    from gemini_tasks.client.jobs import describe_job, generate_job
     from gemini_tasks.client.processors import GeminiParallelProcessor
 
-    items = _read_jsonl(prompts)
-    state_path = output.with_name(output.name + ".state.json")
-    done = _done_lines(output)
-    pending: dict[str, int] = {}
-    if state_path.exists():
-        pending = {tid: int(line) for tid, line in json.loads(state_path.read_text()).get("pending", {}).items()
-                   if int(line) not in done}
-    in_flight = set(pending.values())
-    todo = [p for p in items if p["metadata"]["line"] not in done and p["metadata"]["line"] not in in_flight]
-    console.print(f"{len(items)} prompt(s): {len(done)} done, {len(in_flight)} still in flight from an earlier "
-                  f"run, {len(todo)} to submit")
-    processor = GeminiParallelProcessor(_make_manager(keys_spec, paid, pool), model,
-                                        worker_cooldown_seconds=worker_cooldown, api_call_interval=api_call_interval,
-                                        max_workers=max_workers, service_tier=tier.lower(),
-                                        flex_fallback_after=flex_fallback_after)
-    from gemini_tasks.client.jobs import prompt_tier
+    plan = jb.plan_run(items, done, state.read(), app.backend)
+    console.print(f"{total} prompt(s): {len(done)} done, {len(plan.waiting)} still in flight from an earlier run, "
+                  f"{len(plan.new) + len(plan.lost)} to submit")
+    if plan.lost:
+        console.print(f"[yellow]{len(plan.lost)} prompt(s) submitted earlier are no longer in Redis (restarted "
+                      "without persistence, flushed, or the results expired): submitting them again[/]")
+    by_line = {it.line: it for it in items}
+    send = [(line, tid) for line, tid in plan.lost] + [(line, str(uuid.uuid4())) for line in plan.new]
+    send.sort()
+    processor = None
+    if send:
+        processor = GeminiParallelProcessor(_make_manager(keys_spec, paid, pool), model,
+                                            worker_cooldown_seconds=worker_cooldown,
+                                            api_call_interval=api_call_interval, max_workers=max_workers,
+                                            service_tier=tier.lower(), flex_fallback_after=flex_fallback_after)
+        jobs = []
+        for line, tid in send:  # every prompt validated before anything is enqueued
+            jobs.append((line, tid, generate_job(by_line[line].prompt, model=processor.model_name,
+                                                 manager=processor.key_manager, policy=processor.policy,
+                                                 where=f"{prompts}:{line}")))
+    pending = dict(plan.waiting)
+    task_group = dict(plan.task_group)
     from gemini_tasks.gemini.pricing import UsageSummary
 
-    for p in items:  # a bad per-prompt tier fails here, before anything is enqueued
-        prompt_tier(p, processor.policy, f"{prompts}:{p['metadata']['line']}")
-    summary = UsageSummary(model)
-    if todo:
-        from celery.result import GroupResult
+    writer = _ResultWriter(output, by_line, done, UsageSummary(model))
+    try:
+        if send:
+            assert processor is not None
+            sent = [0]
 
-        from gemini_tasks.celery_app import app
+            def on_chunk(n: int) -> None:
+                sent[0] += n
 
-        handle = processor.submit(todo)
-        group_result = GroupResult.restore(handle.group_id, app=app)
-        assert group_result is not None
-        for item, child in zip(todo, group_result.results):
-            pending[child.id] = item["metadata"]["line"]
-        state_path.write_text(json.dumps({"pending": pending}))
-        console.print(f"submitted as batch {handle.group_id}")
-    errors = _write_results(output, state_path, pending, processor, progress, summary)
+            try:
+                task_group.update(jb.publish(jobs, task=processor._task(), queue=processor.queue, state=state,
+                                             describe=describe_job, app=app, on_chunk=on_chunk))
+            finally:
+                pending.update({tid: line for line, tid, _ in jobs[:sent[0]]})
+            console.print(f"submitted {len(send)} prompt(s)")
+        writer.wait(pending, task_group, app, progress)
+    except KeyboardInterrupt:
+        writer.close()
+        console.print(f"interrupted: {len(writer.done)} of {total} answered in {output}; prompts already submitted "
+                      "keep running on the fleet. Re-run the same command to finish (nothing is sent twice).")
+        sys.exit(130)
+    except jb.BatchLost as exc:
+        writer.close()
+        raise click.ClickException(f"{exc}; {len(writer.done)} of {total} answered in {output}. Re-run the same "
+                                   "command: it submits the lost prompts again.") from None
+    writer.close()
     _sort_output(output)
-    state_path.unlink(missing_ok=True)
-    console.print(f"wrote {output} ({len(items)} result(s), {errors} error(s) in this run)")
-    if summary.requests:
-        console.print(f"usage this run: {summary.line()}")
+    state.remove()
+    console.print(f"wrote {output} ({total} result(s), {writer.errors} error(s) in this run)")
+    if writer.summary.requests:
+        console.print(f"usage this run: {writer.summary.line()}")
+
+
+def _release(app: Any, results: list[Any]) -> None:
+    """Unsubscribe from results no longer awaited, now, so nothing runs in ``AsyncResult.__del__`` at exit
+    (where, with Redis gone or the interpreter shutting down, it prints a traceback per result)."""
+    for res in results:
+        try:
+            app.backend.remove_pending_result(res)
+        except Exception as exc:  # noqa: BLE001 - best effort: Redis may be unreachable
+            log.debug("could not unsubscribe from %s: %r", res.id, exc)
+        res.backend = None
+
+
+class _ResultWriter:
+    """Appends one row per answer to the output file; each input line is written once."""
+
+    def __init__(self, output: Path, by_line: dict[int, Any], done: set[int], summary: Any) -> None:
+        self.by_line = by_line
+        self.summary = summary  # usage and estimated cost by tier (gemini/pricing.py)
+        self.done = set(done)
+        self.errors = 0
+        self.out = output.open("a", encoding="utf-8")
+
+    def write(self, line: int, value: Any) -> None:
+        from gemini_tasks.client.processors import to_result_tuple
+
+        if line in self.done:
+            return  # a copy answered twice (a chunk sent again after a loss that was not one): keep the first
+        if isinstance(value, dict) and value.get("ok"):
+            self.summary.add(value.get("usage"), value.get("tier") or "standard", shed=int(value.get("shed") or 0),
+                             fallback=bool(value.get("fallback")), model=value.get("model"))
+        item = self.by_line.get(line)
+        metadata = item.metadata if item is not None else {}
+        _, response, error = to_result_tuple(value, metadata)
+        if hasattr(response, "model_dump"):
+            response = response.model_dump(mode="json", exclude_none=True)
+        self.errors += error is not None
+        self.out.write(json.dumps({"line": line, "metadata": metadata, "response": response, "error": error}) + "\n")
+        self.out.flush()
+        self.done.add(line)
+
+    def wait(self, pending: dict[str, int], task_group: dict[str, str], app: Any, show_progress: bool) -> None:
+        from celery.result import AsyncResult, ResultSet
+
+        from gemini_tasks.ops import jsonl_batch as jb
+
+        if not pending:
+            return
+        bar = None
+        if show_progress:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                           TimeRemainingColumn(), console=console)
+            bar.start()
+            bar_id = bar.add_task("results", total=len(pending))
+
+        def on_result(task_id: str, value: Any) -> None:
+            line = pending.pop(task_id, None)
+            if line is not None:
+                self.write(line, value)
+            if bar is not None:
+                bar.advance(bar_id)
+
+        results = ResultSet([AsyncResult(tid, app=app) for tid in pending], app=app)
+        try:
+            results.join_native(propagate=False, callback=on_result, interval=0.2,
+                                on_interval=jb.lost_check(app.backend, task_group, pending))
+        finally:
+            if bar is not None:
+                bar.stop()
+            _release(app, results.results)
+
+    def close(self) -> None:
+        self.out.close()
 
 
 @main.command()
@@ -401,7 +519,11 @@ def demo(output_dir: Path) -> None:
 
 
 def _run_demo(output_dir: Path, demo_keys: bool) -> None:
-    from gemini_tasks import AdvancedApiKeyManager, GeminiParallelProcessor, GeminiStreamingProcessor
+    from gemini_tasks import (
+        AdvancedApiKeyManager,
+        GeminiParallelProcessor,
+        GeminiStreamingProcessor,
+    )
     from gemini_tasks.client.tts_processor import GeminiTTSProcessor
 
     pool = f"demo-{secrets.token_hex(4)}"

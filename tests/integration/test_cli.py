@@ -106,3 +106,144 @@ def test_demo_runs_with_nothing_configured_and_leaves_no_process(tmp_path):
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), \
             f"demo left process {pid} running"
+
+
+# ------------------------------------------------------------------------------------------------ issue 12
+def prompts_of(emu, tag: str) -> list[str]:
+    calls = [e for e in emu.log() if e.get("endpoint") == "generateContent"]
+    return [p["text"] for e in calls for p in e["parts"] if p["kind"] == "text" and tag in p["text"]]
+
+
+def no_traceback(text: str) -> None:
+    assert "Traceback" not in text and "Exception ignored" not in text, text[-3000:]
+
+
+@pytest.fixture
+def volatile_stack(emulator, tmp_path):
+    """A private redis-server without persistence and a worker subprocess on it (Redis can lose its data)."""
+    from conftest import KEY_SECRETS
+
+    from gemini_tasks.testing.local_fleet import WorkerProcess
+    from gemini_tasks.testing.local_redis import RedisServer
+
+    server = RedisServer(persistence=False).start()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GEMINI_API_KEY", "CELERY_", "GEMINI_TASKS_")) and k != "REDIS_URL"}
+    env.update(KEY_SECRETS)
+    env.update({"REDIS_URL": server.url, "GOOGLE_GEMINI_BASE_URL": emulator.url, "PYTHONUNBUFFERED": "1",
+                "GEMINI_TASKS_REQUEST_TIMEOUT": "5", "GEMINI_TASKS_VISIBILITY_TIMEOUT": "60",
+                "GEMINI_TASKS_POOL": "v" + os.urandom(4).hex()})
+    worker = WorkerProcess(env, concurrency=4)
+    try:
+        worker.start(timeout=60)
+        yield server, env, worker
+    finally:
+        worker.stop()
+        server.stop()
+
+
+def test_submit_fails_clearly_when_redis_loses_the_batch_and_a_rerun_resubmits(volatile_stack, emu, tmp_path):
+    server, env, _worker = volatile_stack
+    tag = "lost-" + os.urandom(3).hex()
+    n = 30
+    src, out = tmp_path / "prompts.jsonl", tmp_path / "results.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"{tag} {i}", "metadata": {"i": i}}) + "\n" for i in range(n)))
+    emu.configure(latency_seconds=0.3)
+    args = ["submit", str(src), "-o", str(out), "--paid", "all", "--max-workers", "4", "--no-progress"]
+    proc = subprocess.Popen(CLI + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 4):
+        time.sleep(0.1)
+    server.kill()  # a restart without persistence: queues, results and the key pool are gone
+    server.start()
+    lost_at = time.monotonic()
+    try:
+        _, stderr = proc.communicate(timeout=40)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("submit hung after Redis lost its data")
+    assert time.monotonic() - lost_at < 30
+    assert proc.returncode not in (0, None), stderr
+    no_traceback(stderr)
+    assert "no longer holds" in stderr and "Re-run" in stderr, stderr
+    answered = len(out.read_text().splitlines())
+    assert answered < n
+
+    r = run_cli(args, env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    no_traceback(r.stderr)
+    assert "no longer in Redis" in r.stderr and "submitting them again" in r.stderr, r.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["line"] for row in rows] == list(range(1, n + 1))
+    assert all(row["error"] is None and row["metadata"] == {"i": row["line"] - 1} for row in rows)
+    sent = prompts_of(emu, tag)
+    assert set(sent) == {f"{tag} {i}" for i in range(n)}
+    assert len(sent) <= n + 4, "only the calls in flight when Redis lost its data may be made twice"
+
+
+def test_ctrl_c_while_enqueuing_never_pays_twice(worker, emu, cli_env, tmp_path):
+    tag = "intr-" + os.urandom(3).hex()
+    n = 800
+    src, out = tmp_path / "prompts.jsonl", tmp_path / "results.jsonl"
+    src.write_text("".join(json.dumps(f"{tag} {i}") + "\n" for i in range(n)))
+    args = ["submit", str(src), "-o", str(out), "--paid", "all", "--max-workers", "8", "--no-progress"]
+    proc = subprocess.Popen(CLI + args, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(prompts_of(emu, tag)) < 10:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # while the batch is still being enqueued
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    no_traceback(stderr)
+    assert "Re-run the same command" in stderr
+    state = tmp_path / "results.jsonl.state.jsonl"
+    assert state.exists() and len(state.read_text().splitlines()) <= -(-n // 200)
+    assert state.stat().st_size < 100 * n, "the state file is linear in the batch"
+
+    r = run_cli(args, cli_env, timeout=180)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["line"] for row in rows] == list(range(1, n + 1))
+    sent = prompts_of(emu, tag)
+    assert len(sent) == len(set(sent)) == n, f"{len(sent) - len(set(sent))} prompt(s) sent twice"
+    assert not state.exists()
+
+
+def test_metadata_line_keys_failed_rows_and_rerun_when_done(worker, emu, cli_env, tmp_path):
+    tag = "meta-" + os.urandom(3).hex()
+    src, out = tmp_path / "prompts.jsonl", tmp_path / "results.jsonl"
+    metas = [{"line": "a"}, {"line": 1}, {"line": 99, "k": [1, 2]}, {}, {"id": "will fail"}]
+    src.write_text("\n".join(json.dumps({"prompt": f"{tag} {i}", "metadata": m}) for i, m in enumerate(metas)) + "\n")
+    emu.add_fault(action="status", status=400, prompt_contains=f"{tag} 4", times=5)
+    args = ["submit", str(src), "-o", str(out), "--paid", "all", "--no-progress"]
+    r = run_cli(args, cli_env)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["line"] for row in rows] == [1, 2, 3, 4, 5]
+    assert [row["metadata"] for row in rows] == metas, "each row keeps its prompt's own metadata, failed ones too"
+    assert rows[4]["error"] and "persistent" in rows[4]["error"].lower()
+    assert all(row["error"] is None for row in rows[:4])
+    for _ in range(2):  # everything done: a re-run does nothing, cleanly
+        r = run_cli(args, cli_env)
+        assert r.returncode == 0, r.stderr
+        no_traceback(r.stderr)
+        assert "all already answered" in r.stderr
+        assert len(out.read_text().splitlines()) == 5
+    assert len(prompts_of(emu, tag)) == 5
+
+
+def test_validation_error_names_the_file_line(worker, emu, cli_env, tmp_path):
+    tag = "bad-" + os.urandom(3).hex()
+    src, out = tmp_path / "prompts.jsonl", tmp_path / "results.jsonl"
+    lines = [json.dumps(f"{tag} ok {i}") for i in range(3)]
+    lines.insert(1, "")  # a blank line: line numbers are the file's, not the list's
+    lines.append(json.dumps({"prompt": f"{tag} <audio>", "audio_path": str(tmp_path / "missing.mp3")}))
+    src.write_text("\n".join(lines) + "\n")
+    r = run_cli(["submit", str(src), "-o", str(out), "--no-progress"], cli_env)
+    assert r.returncode != 0
+    no_traceback(r.stderr)
+    assert f"{src}:5" in r.stderr and "prompts_data" not in r.stderr, r.stderr
+    assert "missing.mp3" in r.stderr
+    assert len([line for line in r.stderr.splitlines() if line.strip()]) <= 2, r.stderr
+    time.sleep(0.5)
+    assert prompts_of(emu, tag) == [], "nothing may be enqueued when a prompt is invalid"
