@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # messages stay one line each, whatever the width
 log = logging.getLogger("gemini_tasks.ops.cli")
 
 
@@ -250,7 +250,7 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
         if output.exists():
             _sort_output(output)
         state.remove()
-        console.print(f"{total} prompt(s): all already answered in {output}; nothing to do")
+        console.print(f"{total} prompt(s): {total} done, all already answered in {output}; nothing to do")
         return
     _check_redis(_redis_url_for_cli())
     from gemini_tasks.celery_app import app
