@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from celery import group
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult, GroupResult
 from google.genai import types
@@ -21,6 +20,7 @@ from google.genai import types
 from gemini_tasks.celery_app import app
 from gemini_tasks.client.aio import AsyncBatchMixin, AsyncSingleMixin
 from gemini_tasks.worker.execution import TaskFailed
+from gemini_tasks.client.publish import publish_group
 from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model, describe_job, generate_job, validate_batch
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
 from gemini_tasks.gemini.pricing import UsageSummary, check_table
@@ -150,10 +150,7 @@ class GeminiParallelProcessor(AsyncBatchMixin, _Processor):
         prompts = validate_batch(prompts_data)
         jobs = [generate_job(p, model=self.model_name, manager=self.key_manager, policy=self.policy,
                              where=f"prompts_data[{i}]") for i, p in enumerate(prompts)]
-        task = self._task()
-        sigs = [task.s(job).set(queue=self.queue, argsrepr=describe_job(job)) for job in jobs]
-        result = group(sigs).apply_async()
-        result.save()
+        result = publish_group(self._task(), jobs, [describe_job(job) for job in jobs], queue=self.queue)
         log.info("batch %s: %d prompt(s) submitted", result.id, len(jobs))
         return BatchHandle(group_id=result.id, size=len(jobs))
 
