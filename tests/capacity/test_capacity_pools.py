@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import uuid
 
-from conftest import max_in_flight
+from capacity_helpers import max_in_flight
 
 
 def test_one_key_holds_every_slot_in_flight(stack, emu):
