@@ -109,6 +109,38 @@ def _check_metadata(prompt_data: Mapping[str, Any], problems: _Problems) -> None
         json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as exc:
         problems.add("metadata", f"must be JSON-serialisable (it travels in the task message): {exc}")
+        return
+    changed = _json_changes("metadata", metadata)
+    if changed:
+        problems.add("metadata", f"must come back unchanged from JSON (it travels in the task message): {changed}")
+
+
+def _json_changes(path: str, value: Any) -> str | None:
+    """Where ``value`` would not survive a JSON round trip unchanged (a tuple becomes a list, a key 1 becomes
+    "1"), or None. Metadata is returned exactly as given, so these are refused rather than silently changed."""
+    if isinstance(value, tuple):
+        return f"{path} is a tuple, which comes back as a list; use a list"
+    if isinstance(value, Mapping):
+        if not isinstance(value, dict):
+            return f"{path} is a {type(value).__name__}, which comes back as a dict; use a dict"
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return (f"{path} has the key {key!r} ({type(key).__name__}), which comes back as the string "
+                        f"{json.dumps(key)}; use string keys")
+            found = _json_changes(f"{path}[{key!r}]", item)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _json_changes(f"{path}[{i}]", item)
+            if found:
+                return found
+    elif not isinstance(value, (str, int, float, type(None))):  # bool is an int; json.dumps refused the rest
+        return f"{path} is a {type(value).__name__}, which JSON does not bring back as such"
+    elif type(value) not in (str, int, float, bool, type(None)):
+        plain = type(value).__mro__[1].__name__
+        return f"{path} is a {type(value).__name__} (a subclass), which comes back as a plain {plain}"
+    return None
 
 
 def _check_list_shape(prompt_data: Mapping[str, Any], key: str, problems: _Problems) -> list[Any]:
