@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import os
 
 from celery import Celery
 
@@ -17,7 +16,9 @@ app.steps["consumer"].add(HoldRefresh)
 
 def _load_operator_overrides() -> None:
     """Apply a top-level ``celeryconfig`` module (or ``GEMINI_TASKS_CELERY_CONFIG``) when importable."""
-    name = os.environ.get("GEMINI_TASKS_CELERY_CONFIG", "celeryconfig")
+    from gemini_tasks.settings import get_settings
+
+    name = get_settings().celery_config_module
     try:
         module = importlib.import_module(name)
     except ModuleNotFoundError as exc:

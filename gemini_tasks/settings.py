@@ -47,6 +47,15 @@ def _float(name: str, default: float) -> float:
     return value
 
 
+def _port(name: str, default: int) -> int:
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise ValueError(f"{name} must be a port number (0-65535), got {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     """A snapshot of the configuration contract (see DESIGN.md, "Configuration contract")."""
@@ -68,6 +77,15 @@ class Settings:
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
     #: Master name for ``sentinel://`` URLs (``REDIS_SENTINEL_MASTER``).
     sentinel_master: str = "mymaster"
+    #: Module of operator overrides for the Celery settings (``GEMINI_TASKS_CELERY_CONFIG``).
+    celery_config_module: str = "celeryconfig"
+    #: The metrics exporter: port, bind address, and pools (comma-separated, ``all`` = every pool in Redis;
+    #: unset: ``GEMINI_TASKS_POOL``).
+    metrics_port: int = 9808
+    metrics_addr: str = "0.0.0.0"
+    metrics_pools: str | None = None
+    #: ``gemini-tasks`` shows tracebacks of unexpected errors (``GEMINI_TASKS_DEBUG=1``).
+    debug: bool = False
     key_names: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -103,6 +121,11 @@ def load_settings() -> Settings:
         api_version=os.environ.get("GEMINI_TASKS_API_VERSION") or "v1beta",
         visibility_timeout=_float("GEMINI_TASKS_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
         sentinel_master=os.environ.get("REDIS_SENTINEL_MASTER") or "mymaster",
+        celery_config_module=os.environ.get("GEMINI_TASKS_CELERY_CONFIG") or "celeryconfig",
+        metrics_port=_port("GEMINI_TASKS_METRICS_PORT", 9808),
+        metrics_addr=os.environ.get("GEMINI_TASKS_METRICS_ADDR") or "0.0.0.0",
+        metrics_pools=os.environ.get("GEMINI_TASKS_METRICS_POOLS") or None,
+        debug=(os.environ.get("GEMINI_TASKS_DEBUG") or "").strip().lower() not in ("", "0", "false", "no"),
         key_names=tuple(key_env_names()),
     )
 

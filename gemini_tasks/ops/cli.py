@@ -124,7 +124,9 @@ class _Main(click.Group):
             raise click.ClickException(f"cannot reach Redis at {mask_url(_redis_url_for_cli())} "
                                        f"({_one_line(exc)})") from None
         except Exception as exc:
-            if os.environ.get("GEMINI_TASKS_DEBUG"):
+            from gemini_tasks.settings import get_settings
+
+            if get_settings().debug:
                 raise
             from gemini_tasks.keys.pool import KeyManagerError
 
@@ -438,16 +440,13 @@ def tts(text: str, output: str, voice: str, style: str | None, model: str, keys_
 
 
 # --------------------------------------------------------------------------------------------- metrics
-@main.command()
-@click.option("--port", default=9808, show_default=True)
-@click.option("--pool", "pools", multiple=True, help="pools to export (default: GEMINI_TASKS_POOL or 'default')")
-def metrics(port: int, pools: tuple[str, ...]) -> None:
-    """Serve Prometheus metrics for the key pool(s) and calls."""
-    from gemini_tasks.ops import metrics as metrics_mod
-    from gemini_tasks.settings import get_settings
+def _add_metrics_command() -> None:
+    from gemini_tasks.ops.metrics import metrics_command
 
-    s = get_settings()
-    metrics_mod.serve_metrics_forever(port, list(pools) or [s.pool], s.keys_redis_url)
+    main.add_command(metrics_command, "metrics")  # one command, one meaning: python -m gemini_tasks.ops.metrics
+
+
+_add_metrics_command()
 
 
 def _add_emulator_command() -> None:

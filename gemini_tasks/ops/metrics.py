@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Any, Iterable, Iterator, Mapping
 
+import click
 from prometheus_client.core import (
     CollectorRegistry,
     CounterMetricFamily,
@@ -33,12 +34,14 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gemini_tasks.keys.manager import summarize
 from gemini_tasks.keys.pool import KeyPool
 from gemini_tasks.keys.states import ALL_STATES
 
-log = logging.getLogger("gemini_tasks")
+log = logging.getLogger("gemini_tasks.ops.metrics")
 
 #: Upper bounds (seconds) of the call-latency histogram: Gemini calls run from ~0.3 s (short text) to minutes
 #: (long video, TTS), and the SDK timeout (default 120 s) is the last finite bucket worth having.
@@ -51,6 +54,9 @@ TOKEN_FIELDS: Mapping[str, str] = {
     "cached_content_token_count": "cached",
 }
 CALLS_HASH = "calls"
+#: Seconds a scrape waits for Redis: to connect, and for each reply (no retries).
+CONNECT_TIMEOUT_S = 1.0
+READ_TIMEOUT_S = 2.0
 #: How long a discovered pool list is reused when the exporter was started without explicit pools.
 DISCOVERY_TTL_S = 60.0
 
@@ -114,7 +120,11 @@ class PoolCollector(Collector):
     """Reads the key pools and the call counters on each scrape (nothing is cached between scrapes).
 
     ``pools`` empty means "every pool found in this Redis" (re-discovered at most every minute).
-    A pool that cannot be read shows ``gemini_tasks_pool_up 0`` instead of failing the whole scrape.
+    ``gemini_tasks_pool_up`` is 1 for a pool that was read and has registered keys, 0 otherwise: a pool that
+    cannot be read, one that does not exist (a typo), and, when Redis cannot be reached, every pool known
+    (``pool="*"`` when none is known yet). ``gemini_tasks_redis_up`` says whether Redis answered at all.
+    Once Redis has failed to answer in a scrape, the remaining pools are reported 0 without asking again,
+    so a scrape with Redis down costs one connection timeout, not one per pool.
     """
 
     def __init__(self, client: Any, pools: Iterable[str] = ()) -> None:
@@ -124,16 +134,13 @@ class PoolCollector(Collector):
         self._lock = threading.Lock()
 
     def pool_names(self) -> list[str]:
+        """The pools to export; raises when they must be discovered and Redis does not answer."""
         if self.pools:
             return self.pools
         with self._lock:
             stamp, names = self._discovered
             if time.monotonic() - stamp > DISCOVERY_TTL_S or not names:
-                try:
-                    names = discover_pools(self.client)
-                except Exception as exc:  # noqa: BLE001 - an unreachable Redis shows as up=0 below
-                    log.debug("metrics: pool discovery failed: %r", exc)
-                    names = []
+                names = discover_pools(self.client)
                 self._discovered = (time.monotonic(), names)
             return names
 
@@ -142,17 +149,34 @@ class PoolCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         fam = _Families()
-        for name in self.pool_names():
+        redis_up = True
+        try:
+            names = self.pool_names()
+        except Exception as exc:  # noqa: BLE001 - an unreachable Redis shows as up=0
+            log.debug("metrics: pool discovery failed: %r", exc)
+            redis_up = False
+            names = self._discovered[1] or ["*"]
+        for name in names:
+            if not redis_up:
+                fam.up.add_metric([name], 0)
+                continue
             try:
                 pool = KeyPool(self.client, name)
                 snap = pool.status()
                 calls = read_calls(pool)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.debug("metrics: Redis unreachable while reading pool %s: %r", name, exc)
+                redis_up = False
+                fam.up.add_metric([name], 0)
+                continue
             except Exception as exc:  # noqa: BLE001 - one bad pool must not hide the others
                 log.debug("metrics: pool %s unreadable: %r", name, exc)
                 fam.up.add_metric([name], 0)
                 continue
-            fam.up.add_metric([name], 1)
+            fam.up.add_metric([name], 1 if snap.keys else 0)  # no registered key: not a pool (yet)
             fam.add_pool(name, snap, calls)
+        fam.redis_up.add_metric([], 1 if redis_up else 0)
+        yield fam.redis_up
         yield from fam.all()
 
 
@@ -161,7 +185,9 @@ class _Families:
 
     def __init__(self) -> None:
         k = ["pool", "key_id"]
-        self.up = GaugeMetricFamily("gemini_tasks_pool_up", "1 when the pool's state could be read from Redis",
+        self.redis_up = GaugeMetricFamily("gemini_tasks_redis_up", "1 when Redis answered this scrape")
+        self.up = GaugeMetricFamily("gemini_tasks_pool_up",
+                                    "1 when the pool's state was read from Redis and it has registered keys",
                                     labels=["pool"])
         self.keys = GaugeMetricFamily("gemini_tasks_pool_keys", "Registered API keys in the pool", labels=["pool"])
         self.state = GaugeMetricFamily(
@@ -268,13 +294,30 @@ class _Families:
                 self.expired, self.calls, self.latency, self.tokens]
 
 
+def exporter_client(url: str) -> Any:
+    """A Redis client for scrapes: short timeouts and no retries, so a scrape with Redis down or hung answers
+    in a few seconds (Prometheus's default ``scrape_timeout`` is 10 s). The workers' clients ride out a
+    restart for ~20 s instead (:mod:`gemini_tasks.keys.redis_conn`); an exporter must not."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=READ_TIMEOUT_S,
+                                retry=Retry(NoBackoff(), 0), retry_on_timeout=False, health_check_interval=0)
+
+
+def parse_pools(values: Iterable[str]) -> list[str]:
+    """``--pool`` values (repeatable, comma-separated) as a list; empty means every pool ("all" anywhere)."""
+    names = [name.strip() for item in values for name in str(item).split(",") if name.strip()]
+    return [] if "all" in names else list(dict.fromkeys(names))
+
+
 def make_registry(pools: Iterable[str], redis_url: str | None = None, *, client: Any = None) -> CollectorRegistry:
     """A registry holding only the pool collector (no process metrics of the exporter itself)."""
     if client is None:
-        from gemini_tasks.keys.redis_conn import get_redis
         from gemini_tasks.settings import get_settings
 
-        client = get_redis(redis_url or get_settings().keys_redis_url)
+        client = exporter_client(redis_url or get_settings().keys_redis_url)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PoolCollector(client, pools))
     return registry
@@ -309,33 +352,31 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM (docker stop) ends serve_metrics_forever like Ctrl-C
 
 
-def _main() -> None:
-    """``python -m gemini_tasks.ops.metrics``: the exporter without the full CLI (used by docker-compose)."""
-    import os
+@click.command("metrics")
+@click.option("--port", type=int, default=None,
+              help="port to serve /metrics on  [default: GEMINI_TASKS_METRICS_PORT or 9808]")
+@click.option("--addr", default=None, help="address to bind  [default: GEMINI_TASKS_METRICS_ADDR or 0.0.0.0]")
+@click.option("--pool", "pools", multiple=True,
+              help="pool(s) to export, repeatable or comma-separated; 'all' for every pool found in Redis  "
+                   "[default: GEMINI_TASKS_METRICS_POOLS, else GEMINI_TASKS_POOL]")
+@click.option("--redis-url", default=None, help="Redis with the key state  [default: GEMINI_TASKS_KEYS_REDIS_URL "
+                                                "or REDIS_URL]")
+def metrics_command(port: int | None, addr: str | None, pools: tuple[str, ...], redis_url: str | None) -> None:
+    """Serve Prometheus metrics for the key pool(s) and calls (the same command as
+    ``python -m gemini_tasks.ops.metrics``)."""
     import signal
 
-    import click
+    from gemini_tasks.settings import get_settings
 
-    @click.command()
-    @click.option("--port", type=int, default=lambda: int(os.environ.get("GEMINI_TASKS_METRICS_PORT", "9808")),
-                  show_default="9808 or GEMINI_TASKS_METRICS_PORT")
-    @click.option("--addr", default="0.0.0.0", show_default=True)
-    @click.option("--pool", "pools", multiple=True,
-                  help="Pool(s) to export (repeatable or comma-separated); default GEMINI_TASKS_POOL; 'all' for every "
-                       "pool found in Redis.")
-    @click.option("--redis-url", default=None, help="Redis with the key state (default REDIS_URL).")
-    def main(port: int, addr: str, pools: tuple[str, ...], redis_url: str | None) -> None:
-        from gemini_tasks.settings import get_settings
-
-        chosen = [name.strip() for item in pools for name in item.split(",") if name.strip()] or [get_settings().pool]
-        if chosen == ["all"]:
-            chosen = []
+    s = get_settings()
+    chosen = parse_pools(pools or (s.metrics_pools or s.pool,))
+    if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _interrupt)
-        serve_metrics_forever(port, chosen, redis_url, addr=addr)
-
-    main()
+    serve_metrics_forever(s.metrics_port if port is None else port, chosen, redis_url or s.keys_redis_url,
+                          addr=addr or s.metrics_addr)
 
 
 if __name__ == "__main__":
-    _main()
+    metrics_command()

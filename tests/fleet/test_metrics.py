@@ -145,7 +145,7 @@ def test_record_call_never_raises(caplog):
     assert latency_bucket(10_000) == "+Inf"
 
 
-def test_unknown_pool_is_up_with_no_keys(fleet, metrics_server):
+def test_unknown_pool_is_not_up(fleet, metrics_server):
     _, samples = scrape(metrics_server(["nonexistent"]))
-    assert value(samples, "gemini_tasks_pool_up", pool="nonexistent") == 1
+    assert value(samples, "gemini_tasks_pool_up", pool="nonexistent") == 0  # a typo must not look healthy
     assert value(samples, "gemini_tasks_pool_keys", pool="nonexistent") == 0
