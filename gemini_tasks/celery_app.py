@@ -5,13 +5,16 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from celery import Celery
+from celery import Celery, signals
 
+from gemini_tasks.brokers import stamp_sent_at
 from gemini_tasks.worker.holding import HoldRefresh
 
 app = Celery("gemini_tasks", include=["gemini_tasks.worker.tasks"])
 app.config_from_object("gemini_tasks.celeryconfig")
 app.steps["consumer"].add(HoldRefresh)
+# every message carries its enqueue time, for the oldest-waiting-message metric (ops/queue_metrics.py)
+signals.before_task_publish.connect(stamp_sent_at, weak=False)
 
 
 def _load_operator_overrides() -> None:

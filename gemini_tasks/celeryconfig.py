@@ -10,8 +10,7 @@ after this one when it is importable, so an operator overrides a setting there w
 
 from __future__ import annotations
 
-from kombu import Queue
-
+from gemini_tasks import brokers
 from gemini_tasks.settings import get_settings
 
 _s = get_settings()
@@ -49,7 +48,7 @@ MAX_COUNTDOWN = 60
 #: 10th tick: 100 s); one ZRANGE per worker per scan.
 UNACKED_RESTORE_INTERVAL = 2
 
-broker_transport_options = {
+_redis_broker_options = {
     "visibility_timeout": VISIBILITY_TIMEOUT,
     "unacked_restore_interval": UNACKED_RESTORE_INTERVAL,
     "unacked_restore_throttle": 1,
@@ -62,7 +61,9 @@ broker_transport_options = {
     "retry_on_timeout": True,
     "health_check_interval": 25,
 }
-result_backend_transport_options = {"visibility_timeout": VISIBILITY_TIMEOUT}
+#: per broker (gemini_tasks.brokers): the queues (quorum on RabbitMQ), transport options (Redis as above,
+#: Sentinel adds the master's name, RabbitMQ confirms publishes), heartbeats (RabbitMQ)
+globals().update(brokers.broker_settings(broker_url, result_backend, _redis_broker_options, _s.sentinel_master))
 broker_connection_retry_on_startup = True
 broker_connection_max_retries = None
 
@@ -92,7 +93,6 @@ worker_eta_task_limit = 200
 worker_hijack_root_logger = False
 
 # --- routing: interactive callers never queue behind a batch flood
-task_queues = (Queue("interactive"), Queue("batch"))
 task_default_queue = "batch"
 task_routes = {
     "gemini_tasks.generate_interactive": {"queue": "interactive"},

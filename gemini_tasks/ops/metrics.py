@@ -312,14 +312,28 @@ def parse_pools(values: Iterable[str]) -> list[str]:
     return [] if "all" in names else list(dict.fromkeys(names))
 
 
-def make_registry(pools: Iterable[str], redis_url: str | None = None, *, client: Any = None) -> CollectorRegistry:
-    """A registry holding only the pool collector (no process metrics of the exporter itself)."""
-    if client is None:
-        from gemini_tasks.settings import get_settings
+def make_registry(pools: Iterable[str], redis_url: str | None = None, *, client: Any = None,
+                  broker_url: str | None = None) -> CollectorRegistry:
+    """A registry holding the pool collector and the broker queue collector (no process metrics of the
+    exporter itself). The queues are read from ``broker_url``, or from the configured broker
+    (``CELERY_BROKER_URL`` or ``REDIS_URL``) when no ``client`` is given."""
+    from gemini_tasks.settings import get_settings
 
+    queues = broker_url is not None or client is None
+    if client is None:
         client = exporter_client(redis_url or get_settings().keys_redis_url)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PoolCollector(client, pools))
+    if queues:
+        from gemini_tasks.ops.queue_metrics import QueueCollector
+
+        url = broker_url or get_settings().broker_url
+        # a scrape answers within seconds when the broker is down, as the pool collector does
+        options: dict[str, Any] = {"socket_timeout": READ_TIMEOUT_S, "socket_connect_timeout": CONNECT_TIMEOUT_S,
+                                   "max_retries": 1}
+        if url.startswith("sentinel"):
+            options["master_name"] = get_settings().sentinel_master
+        registry.register(QueueCollector(url, transport_options=options))
     return registry
 
 

@@ -131,3 +131,30 @@ def test_a_visibility_timeout_that_would_deliver_twice_is_refused_at_start(value
     text = out.stdout + out.stderr
     assert f"GEMINI_TASKS_VISIBILITY_TIMEOUT={value} is too short" in text, text[-2000:]
     assert "GEMINI_TASKS_REQUEST_TIMEOUT=60" in text
+
+
+def test_queue_depth_and_oldest_message_age_metrics_on_redis(stack):
+    """Item 8: what an autoscaler needs, with no worker consuming: depth, oldest age, held messages."""
+    from prometheus_client import generate_latest
+
+    from gemini_tasks import GeminiParallelProcessor
+    from gemini_tasks.ops.metrics import make_registry
+
+    manager = stack.manager()
+    proc = GeminiParallelProcessor(manager, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0)
+    handle = proc.submit([{"prompt": f"waiting-{i}"} for i in range(3)])
+    time.sleep(1.5)
+    text = generate_latest(make_registry([manager.pool_name], stack.url, broker_url=stack.url)).decode()
+    assert 'gemini_tasks_queue_messages{queue="batch"} 3.0' in text, text
+    assert 'gemini_tasks_queue_messages{queue="interactive"} 0.0' in text
+    assert 'gemini_tasks_queue_oldest_age_seconds{queue="interactive"} 0.0' in text
+    [age] = [float(line.split()[-1]) for line in text.splitlines()
+             if line.startswith('gemini_tasks_queue_oldest_age_seconds{queue="batch"}')]
+    assert 1.4 <= age < 30, age
+    assert "gemini_tasks_queue_held_messages 0.0" in text and "gemini_tasks_queue_up 1.0" in text
+    worker = stack.worker(concurrency=4)
+    assert all(e is None for _, _, e in proc.collect(handle, timeout=60))
+    text = generate_latest(make_registry([manager.pool_name], stack.url, broker_url=stack.url)).decode()
+    assert 'gemini_tasks_queue_messages{queue="batch"} 0.0' in text
+    assert 'gemini_tasks_queue_oldest_age_seconds{queue="batch"} 0.0' in text
+    worker.stop()
