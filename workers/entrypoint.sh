@@ -1,14 +1,14 @@
 #!/bin/sh
 # gemini-tasks worker entrypoint: one Celery worker, every knob from the environment (see workers/README.md).
 #
-#   WORKER_QUEUES          queues to consume                      default interactive,batch
+#   WORKER_QUEUES          queues to consume (spaces dropped)     default interactive,batch
 #   WORKER_POOL            threads | prefork | gevent | solo      default threads (measured: workers/README.md)
 #   WORKER_CONCURRENCY     slots (calls in flight)                default threads 32, gevent 64, prefork 8, solo 1
 #   WORKER_PREFETCH_MULTIPLIER  messages reserved per slot         default 1 (gevent: 4, see README)
 #   WORKER_LOGLEVEL        Celery log level                       default INFO
 #   WORKER_SOFT_SHUTDOWN_TIMEOUT  seconds running calls get on SIGTERM before their messages are re-queued
 #                                                                 default 30 (keep the stop grace period above it)
-#   WORKER_NAME            node name                              default <first queue>-<6 hex>@%h (unique per start)
+#   WORKER_NAME            node name (any `celery -n` form)        default <first queue>-<6 hex>@%h (unique per start)
 #   WORKER_EXTRA_ARGS      more `celery worker` options           default --without-gossip --without-mingle
 #
 # Any other first argument runs that command instead (the same image serves Flower and the metrics exporter):
@@ -28,7 +28,8 @@ if [ "$#" -gt 0 ] && [ "${1#-}" = "$1" ]; then
   exec "$@"
 fi
 
-WORKER_QUEUES="${WORKER_QUEUES:-interactive,batch}"
+# "batch, interactive" means the queues batch and interactive (never one named " interactive")
+WORKER_QUEUES="$(printf '%s' "${WORKER_QUEUES:-interactive,batch}" | tr -d ' \t')"
 WORKER_POOL="${WORKER_POOL:-threads}"
 case "$WORKER_POOL" in
   threads)           default_concurrency=32; default_prefetch=1 ;;
@@ -47,9 +48,15 @@ WORKER_EXTRA_ARGS="${WORKER_EXTRA_ARGS---without-gossip --without-mingle}"
 # tell workers apart by node name (a duplicate name makes Celery warn and Flower merge two workers into one).
 suffix="$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')"
 WORKER_NAME="${WORKER_NAME:-${WORKER_QUEUES%%,*}-${suffix}@%h}"
-# the resolved name, for a health check (`celery inspect ping -d "$(cat ...)"`)
-node_file="${TMPDIR:-/tmp}/gemini-tasks-worker-node"
-printf '%s\n' "$WORKER_NAME" | sed "s/%h/$(hostname)/" > "$node_file" 2>/dev/null || true
+# Resolve the name exactly as `celery worker -n` does (a name without "@" gets "@<hostname>"; %h, %n and %d
+# expand), with Celery's own functions, and start the worker under the resolved name: the health check
+# (workers/healthcheck.sh) pings the same node name whatever WORKER_NAME looks like.
+WORKER_NAME="$(python -c 'import sys; from celery.utils.nodenames import default_nodename, host_format
+print(host_format(default_nodename(sys.argv[1])))' "$WORKER_NAME")"
+state_dir="${TMPDIR:-/tmp}"
+printf '%s\n' "$WORKER_NAME" > "$state_dir/gemini-tasks-worker-node" 2>/dev/null || true
+printf '%s\n' "$WORKER_POOL" > "$state_dir/gemini-tasks-worker-pool" 2>/dev/null || true
+printf '%s\n' "$$" > "$state_dir/gemini-tasks-worker-pid" 2>/dev/null || true  # exec keeps this PID
 
 echo "entrypoint: worker $WORKER_NAME queues=$WORKER_QUEUES pool=$WORKER_POOL concurrency=$WORKER_CONCURRENCY" \
      "prefetch=$WORKER_PREFETCH_MULTIPLIER soft-shutdown=${WORKER_SOFT_SHUTDOWN_TIMEOUT}s" >&2

@@ -143,18 +143,45 @@ def main() -> None:
 
 
 # --------------------------------------------------------------------------------------------- worker
+#: Per pool: (concurrency, prefetch multiplier), as workers/entrypoint.sh sets them (measured in workers/README.md:
+#: 32 threads cost ~109 MiB; gevent stalls with prefetch 1; a prefork child costs ~68 MiB, so 8 children, not 32).
+POOL_DEFAULTS: dict[str, tuple[int, int]] = {"threads": (32, 1), "gevent": (64, 4), "prefork": (8, 1), "solo": (1, 1)}
+
+
+def split_queues(text: str) -> str:
+    """``"batch, interactive"`` -> ``"batch,interactive"`` (never a queue named ``" interactive"``)."""
+    names = [q.strip() for q in text.split(",") if q.strip()]
+    if not names:
+        raise click.BadParameter("name at least one queue", param_hint="-Q/--queues")
+    return ",".join(dict.fromkeys(names))
+
+
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.option("-Q", "--queues", default="interactive,batch", show_default=True, help="queues to consume")
 @click.option("-P", "--pool", default="threads", show_default=True,
-              type=click.Choice(["threads", "prefork", "gevent", "solo"]), help="Celery pool (see workers/README.md)")
-@click.option("-c", "--concurrency", default=32, show_default=True, help="calls in flight per worker")
+              type=click.Choice(sorted(POOL_DEFAULTS)), help="Celery pool (see workers/README.md)")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None,
+              help="calls in flight per worker  [default: threads 32, gevent 64, prefork 8, solo 1]")
+@click.option("--prefetch-multiplier", type=click.IntRange(min=1), default=None,
+              help="messages reserved per slot  [default: gevent 4, others 1]")
+@click.option("-n", "--name", default=None, help="node name  [default: <first queue>-<6 hex>@%h]")
 @click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.option("--dry-run", is_flag=True, help="print the celery command instead of running it")
 @click.pass_context
-def worker(ctx: click.Context, queues: str, pool: str, concurrency: int, loglevel: str) -> None:
+def worker(ctx: click.Context, queues: str, pool: str, concurrency: int | None, prefetch_multiplier: int | None,
+           name: str | None, loglevel: str, dry_run: bool) -> None:
     """Run a worker (``celery -A gemini_tasks worker`` with sane defaults; extra args pass through)."""
-    name = f"{queues.split(',')[0]}-{secrets.token_hex(3)}@%h"
+    import shlex
+
+    queues = split_queues(queues)
+    default_c, default_prefetch = POOL_DEFAULTS[pool]
+    name = name or f"{queues.split(',')[0]}-{secrets.token_hex(3)}@%h"
     args = [sys.executable, "-m", "celery", "-A", "gemini_tasks", "worker", "-Q", queues, "-P", pool,
-            "-c", str(concurrency), "-n", name, "-l", loglevel, "-E", *ctx.args]
+            "-c", str(concurrency or default_c), "--prefetch-multiplier", str(prefetch_multiplier or default_prefetch),
+            "-n", name, "-l", loglevel, "-E", *ctx.args]
+    if dry_run:
+        click.echo(shlex.join(args))
+        return
     os.execv(sys.executable, args)
 
 
