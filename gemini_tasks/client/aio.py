@@ -42,7 +42,7 @@ class AsyncSingleMixin:
         cancelled), ``ValueError`` for bad input. Cancelling the awaiting task cancels the request.
         """
         from gemini_tasks.client.jobs import describe_job, generate_job
-        from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE, to_result_tuple
+        from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE, raise_if_timed_out, to_result_tuple
 
         self_: Any = self
         if not self_._running:
@@ -77,6 +77,7 @@ class AsyncSingleMixin:
             run_in_background(self_._abandon, task_id)
             raise TimeoutError(f"Processing timed out after {timeout} seconds")
         await waiter().forget([task_id])
+        raise_if_timed_out(_value_of(meta), timeout)
         meta_out, response, error = to_result_tuple(_value_of(meta), metadata)
         if "task_id" not in meta_out:
             meta_out = {**meta_out, "task_id": task_id}

@@ -19,7 +19,7 @@ from google.genai import types
 
 from gemini_tasks.celery_app import app
 from gemini_tasks.client.aio import AsyncBatchMixin, AsyncSingleMixin
-from gemini_tasks.worker.execution import TaskFailed
+from gemini_tasks.worker.execution import DEADLINE_GRACE, TaskFailed
 from gemini_tasks.client.publish import publish_group
 from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model, describe_job, generate_job, validate_batch
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
@@ -29,7 +29,7 @@ log = logging.getLogger("gemini_tasks")
 
 ResultTuple = tuple[dict[str, Any], Any, str | None]
 #: seconds the worker keeps trying after the streaming caller's timeout (the cancel flag stops it first)
-STREAM_DEADLINE_GRACE = 2.0
+STREAM_DEADLINE_GRACE = DEADLINE_GRACE
 ProgressCallback = Callable[[int, int], None]
 #: how often a waiting batch caller checks that Redis still holds its batch (one EXISTS)
 LOST_CHECK_SECONDS = 5.0
@@ -73,6 +73,13 @@ def _lost_batch_check(group_id: str, received: Callable[[], int], total: int) ->
     return check
 
 
+def raise_if_timed_out(value: Any, timeout: float | None) -> None:
+    """A streaming request no key could be admitted for within its timeout: the worker said so before the
+    deadline, naming the cause; the caller gets the builtin ``TimeoutError`` with that cause."""
+    if isinstance(value, TaskFailed) and value.info.get("kind") == "timeout":
+        raise TimeoutError(f"Processing timed out after {timeout} seconds. {value.message}") from None
+
+
 def to_result_tuple(value: Any, fallback_metadata: dict[str, Any] | None = None) -> ResultTuple:
     """One task outcome as the original's ``(metadata, response, error)``."""
     if isinstance(value, dict) and value.get("ok"):
@@ -83,7 +90,11 @@ def to_result_tuple(value: Any, fallback_metadata: dict[str, Any] | None = None)
     if isinstance(value, TaskFailed):
         return (value.info.get("metadata") or fallback_metadata or {}), None, value.message
     if isinstance(value, BaseException):
-        return fallback_metadata or {}, None, f"Task failed: {type(value).__name__}: {value}"
+        # an unexpected failure: its text may quote the task's arguments (Celery's own errors do); keep it short
+        text = str(value)
+        if len(text) > 300:
+            text = text[:300] + "..."
+        return fallback_metadata or {}, None, f"Task failed: {type(value).__name__}: {text}"
     return fallback_metadata or {}, None, f"Task failed: unexpected result {value!r:.200}"
 
 
@@ -295,6 +306,7 @@ class GeminiStreamingProcessor(AsyncSingleMixin, _Processor):
             with self._lock:
                 self._in_flight.pop(res.id, None)
         res.forget()
+        raise_if_timed_out(value, timeout)
         meta, response, error = to_result_tuple(value, metadata)
         if "task_id" not in meta:
             meta = {**meta, "task_id": res.id}

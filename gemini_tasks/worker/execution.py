@@ -39,7 +39,7 @@ from gemini_tasks.gemini.response import extract_audio, extract_text, usage_dict
 from gemini_tasks.gemini.tokens import estimate_tokens, media_tokens
 from gemini_tasks.gemini.validation import from_wire
 from gemini_tasks.keys.admission import WaitTooLong, acquire
-from gemini_tasks.keys.pool import AdmitPolicy, Cancelled, KeyPool, Lease, NoUsableKeys
+from gemini_tasks.keys.pool import AdmitPolicy, Cancelled, KeyPool, Lease, NoUsableKeys, Wait
 from gemini_tasks.ops.metrics import record_call
 from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.settings import get_settings
@@ -53,6 +53,12 @@ OUTCOME_OF = {RATE_LIMITED: "rate_limited", INVALID_KEY: "invalid_key", TRANSIEN
               PERSISTENT: "persistent", BLOCKED: "success"}
 #: A 429 on every key, again and again, ends as an "exhausted" error rather than looping forever.
 MAX_RATE_LIMITED_ATTEMPTS = 50
+#: a job with a caller waiting on it (streaming, single TTS) carries ``deadline``: the caller's own deadline
+#: plus this grace, after which the worker never calls (the caller's cancel flag normally stops it first)
+DEADLINE_GRACE = 2.0
+#: a worker that cannot be admitted before its caller's deadline says so this long before it, so the caller
+#: gets the cause of the wait rather than a bare timeout
+REPLY_MARGIN = 0.5
 
 
 class TaskFailed(Exception):
@@ -76,8 +82,9 @@ class JobContext:
     """What the execution needs from its runner (a Celery task, or a test)."""
 
     task_id: str
-    #: re-queue this job after ``countdown`` seconds (does not return); the job carries its own state
-    requeue: Callable[[dict[str, Any], float], NoReturn]
+    #: re-queue this job after ``countdown`` seconds (does not return); the job carries its own state.
+    #: None when there is no broker to re-queue to (a task function called directly): the wait is slept
+    requeue: Callable[[dict[str, Any], float], NoReturn] | None
     owner: str = ""
     #: seconds the done marker (a second copy of the result, read by a redelivered copy) is kept; the task
     #: layer passes the result backend's ``result_expires``, so one setting bounds both in Redis memory
@@ -126,6 +133,76 @@ def _policy(job: dict[str, Any], ctx: JobContext, lease_ttl: float, tokens: int 
     )
 
 
+class _Requeue(Exception):
+    """The next admission is far enough away that the slot is better given back: re-queue in ``countdown`` s."""
+
+    def __init__(self, countdown: float, reason: str) -> None:
+        super().__init__(countdown, reason)
+        self.countdown = countdown
+        self.reason = reason
+
+
+def describe_wait(wait: Wait, policy: AdmitPolicy) -> str:
+    """The real cause of a wait, in words that name the setting responsible."""
+    reason = wait.reason
+    if reason == "worker_cooldown":
+        return (f"worker_cooldown: this processor's own worker_cooldown_seconds={policy.worker_cooldown:g} (each of "
+                f"its max_workers={policy.max_workers} slots rests that long after a call)")
+    if reason == "max_workers":
+        return f"max_workers: this processor's max_workers={policy.max_workers} calls are all in flight"
+    if reason == "spacing":
+        return f"spacing: api_call_interval={policy.api_call_interval:g}s between calls"
+    if reason == "cooldown":
+        return "cooldown: every key is resting after its last call (key_cooldown_seconds)"
+    if reason == "exhausted":
+        return "exhausted: every key is rate-limited (benched after a 429)"
+    if reason == "quota":
+        return "quota: the project's configured limits (rpm/rpd/tpm) are used up for now"
+    if reason == "leased":
+        return "leased: every key is in use by other calls"
+    return reason
+
+
+def _admit(pool: KeyPool, secrets: dict[str, str], policy: AdmitPolicy, job: dict[str, Any], *,
+           max_sleep: float) -> Lease:
+    """One lease for this job, sleeping through waits in the slot while that is the better use of it.
+
+    Waiting for a key is never an error and never spends a retry budget. A job with a caller waiting on it
+    (``deadline``) sleeps as long as its caller's timeout allows and fails with the "timeout" kind, naming the
+    cause, only when the next admission is known to come after it. Other jobs sleep through short waits and
+    re-queue (:class:`_Requeue`) for long ones; they give up only at ``max_wait_seconds`` ("exhausted").
+    """
+    p = job["policy"]
+    state = job["state"]
+    deadline = job.get("deadline")
+    if deadline is not None:
+        answer_by = deadline - DEADLINE_GRACE - REPLY_MARGIN
+        try:
+            return acquire(pool, secrets, policy, max_sleep=float("inf"),
+                           deadline=time.monotonic() + (answer_by - time.time()))
+        except WaitTooLong as too_long:
+            left = max(0.0, answer_by - time.time())
+            _fail(f"Timed out waiting for a key: the next admission is in {too_long.wait.seconds:.1f}s, after this "
+                  f"request's timeout ({left:.1f}s left); cause: {describe_wait(too_long.wait, policy)}",
+                  "timeout", job)
+    max_wait = float(p.get("max_wait", 3600))
+    # max_wait bounds the short waits slept in the slot too (a 429 storm of 1-second benches), not only the
+    # long ones that re-queue: a wait that would end past it is handed to WaitTooLong
+    budget = max_wait - (time.time() - state["first_seen"])
+    try:
+        return acquire(pool, secrets, policy, max_sleep=max_sleep, deadline=time.monotonic() + max(0.0, budget))
+    except WaitTooLong as too_long:
+        wait = too_long.wait
+        waited = time.time() - state["first_seen"]
+        if waited + wait.seconds > max_wait:
+            _fail(f"All keys exhausted or cooling down: gave up after waiting {waited:.0f}s "
+                  f"(max_wait_seconds={max_wait:g}); the next key is free in {wait.seconds:.1f}s; cause: "
+                  f"{describe_wait(wait, policy)}", "exhausted", job)
+        from gemini_tasks.celeryconfig import MAX_COUNTDOWN
+
+        raise _Requeue(min(wait.seconds, MAX_COUNTDOWN), wait.reason) from None
+
+
 def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Lease, KeyPool], dict[str, Any]],
                  *, lease_ttl: float, tokens: int = 0) -> dict[str, Any]:
     """The admission -> call -> report loop shared by generation and speech."""
@@ -158,25 +235,15 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
     while True:
         if deadline is not None and time.time() >= deadline:
             _fail("Cancelled: the caller stopped waiting before a key was free; no call was made", "cancelled", job)
-        mono_deadline = None if deadline is None else time.monotonic() + (deadline - time.time())
-        # max_wait bounds the short waits slept in the slot too (a 429 storm of 1-second benches), not
-        # only the long ones that re-queue: a wait that would end past it is handed to WaitTooLong below
-        budget = float(p.get("max_wait", 3600)) - (time.time() - state["first_seen"])
-        budget_deadline = time.monotonic() + max(0.0, budget)
-        if mono_deadline is None or budget_deadline < mono_deadline:
-            mono_deadline = budget_deadline
         try:
-            lease = acquire(pool, secrets, policy, max_sleep=max_sleep, deadline=mono_deadline)
-        except WaitTooLong as too_long:
-            wait = too_long.wait
-            waited = time.time() - state["first_seen"]
-            if deadline is not None or waited + wait.seconds > float(p.get("max_wait", 3600)):
-                _fail(f"All keys exhausted or cooling down: the next key is free in {wait.seconds:.1f}s "
-                      f"({wait.reason}); gave up after waiting {waited:.0f}s", "exhausted", job)
-            from gemini_tasks.celeryconfig import MAX_COUNTDOWN
-
-            log.info("task %s: next admission in %.1fs (%s); re-queued", ctx.task_id, wait.seconds, wait.reason)
-            ctx.requeue(job, min(wait.seconds, MAX_COUNTDOWN))
+            lease = _admit(pool, secrets, policy, job, max_sleep=max_sleep)
+        except _Requeue as again:
+            if ctx.requeue is None:  # called directly (no broker): wait here instead
+                time.sleep(again.countdown)
+                continue
+            log.info("task %s: next admission in %.1fs (%s); re-queued", ctx.task_id, again.countdown,
+                     again.reason)
+            ctx.requeue(job, again.countdown)
         except NoUsableKeys as exc:
             _fail(f"Fatal: {exc}", "no_usable_keys", job)
         except Cancelled:
@@ -222,7 +289,7 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                 backoff = get_exponential_backoff_interval(
                     factor=float(p.get("backoff", 1.0)), retries=state["errors"] - 1,
                     maximum=float(p.get("backoff_max", 60.0)), full_jitter=True)
-                if backoff > max_sleep and deadline is None:
+                if backoff > max_sleep and deadline is None and ctx.requeue is not None:
                     ctx.requeue(job, backoff)
                 time.sleep(backoff)
                 continue

@@ -6,6 +6,7 @@ Flower and the routing table tell them apart; the bodies are the same.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -18,12 +19,20 @@ from gemini_tasks.client.jobs import describe_job
 
 def _context(task: Task) -> JobContext:
     def requeue(job: dict[str, Any], countdown: float) -> NoReturn:
-        # a rate-limit wait or a backoff: re-queued with its state, never counted against max_retries
+        # a rate-limit wait or a backoff: re-queued with its state. The tasks have no retry limit
+        # (max_retries=None below; ``retry(max_retries=None)`` alone means "the task's default, 3"): waits are
+        # bounded by max_wait_seconds and errors by the job's own budget, both kept in the job's state.
         # argsrepr again: Celery does not carry it over to the retry message, and Flower would show the raw job
-        raise task.retry(args=[job], kwargs={}, countdown=max(0.0, countdown), max_retries=None,
-                         argsrepr=describe_job(job))
+        raise task.retry(args=[job], kwargs={}, countdown=max(0.0, countdown), argsrepr=describe_job(job))
 
-    return JobContext(task_id=task.request.id or "eager", requeue=requeue, result_ttl=_result_ttl(task.app))
+    request = task.request
+    if request.called_directly or not request.id:
+        # the task function called as a plain function: no broker to re-queue to, no task id; each call gets
+        # its own id, so its done marker is its own
+        return JobContext(task_id=f"direct-{uuid.uuid4().hex}", requeue=None, result_ttl=_result_ttl(task.app))
+    if request.is_eager:  # task_always_eager / apply(): a retry would run at once, ignoring its countdown
+        return JobContext(task_id=request.id, requeue=None, result_ttl=_result_ttl(task.app))
+    return JobContext(task_id=request.id, requeue=requeue, result_ttl=_result_ttl(task.app))
 
 
 def _result_ttl(app: Any) -> float:
@@ -35,22 +44,22 @@ def _result_ttl(app: Any) -> float:
     return max(seconds, 2 * visibility)
 
 
-@app.task(bind=True, name="gemini_tasks.generate_batch")
+@app.task(bind=True, name="gemini_tasks.generate_batch", max_retries=None)
 def generate_batch(self: Task, job: dict[str, Any]) -> dict[str, Any]:
     return execute_generate(job, _context(self))
 
 
-@app.task(bind=True, name="gemini_tasks.generate_interactive")
+@app.task(bind=True, name="gemini_tasks.generate_interactive", max_retries=None)
 def generate_interactive(self: Task, job: dict[str, Any]) -> dict[str, Any]:
     return execute_generate(job, _context(self))
 
 
-@app.task(bind=True, name="gemini_tasks.speech_batch")
+@app.task(bind=True, name="gemini_tasks.speech_batch", max_retries=None)
 def speech_batch(self: Task, job: dict[str, Any]) -> dict[str, Any]:
     return execute_speech(job, _context(self))
 
 
-@app.task(bind=True, name="gemini_tasks.speech_interactive")
+@app.task(bind=True, name="gemini_tasks.speech_interactive", max_retries=None)
 def speech_interactive(self: Task, job: dict[str, Any]) -> dict[str, Any]:
     return execute_speech(job, _context(self))
 
