@@ -44,6 +44,7 @@ from gemini_tasks.ops.metrics import record_call
 from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.settings import get_settings
 from gemini_tasks.worker import tier_calls
+from gemini_tasks.worker.stopping import WorkerStopping, stoppable_sleep, worker_stopping
 from gemini_tasks.worker.uploads import ProjectUploads
 from gemini_tasks.worker.worker_keys import announce, held_secrets
 
@@ -179,7 +180,7 @@ def _admit(pool: KeyPool, secrets: dict[str, str], policy: AdmitPolicy, job: dic
         answer_by = deadline - DEADLINE_GRACE - REPLY_MARGIN
         try:
             return acquire(pool, secrets, policy, max_sleep=float("inf"),
-                           deadline=time.monotonic() + (answer_by - time.time()))
+                           deadline=time.monotonic() + (answer_by - time.time()), sleep=stoppable_sleep)
         except WaitTooLong as too_long:
             left = max(0.0, answer_by - time.time())
             _fail(f"Timed out waiting for a key: the next admission is in {too_long.wait.seconds:.1f}s, after this "
@@ -190,7 +191,8 @@ def _admit(pool: KeyPool, secrets: dict[str, str], policy: AdmitPolicy, job: dic
     # long ones that re-queue: a wait that would end past it is handed to WaitTooLong
     budget = max_wait - (time.time() - state["first_seen"])
     try:
-        return acquire(pool, secrets, policy, max_sleep=max_sleep, deadline=time.monotonic() + max(0.0, budget))
+        return acquire(pool, secrets, policy, max_sleep=max_sleep, deadline=time.monotonic() + max(0.0, budget),
+                       sleep=stoppable_sleep)
     except WaitTooLong as too_long:
         wait = too_long.wait
         waited = time.time() - state["first_seen"]
@@ -233,10 +235,18 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
         get_client(key_id, secret, timeout_s=settings.request_timeout, api_version=settings.api_version)
 
     while True:
+        if worker_stopping() and ctx.requeue is not None:  # a stop hands back what has not started its call
+            log.info("task %s: worker stopping; handed back before its call", ctx.task_id)
+            ctx.requeue(job, 0)
         if deadline is not None and time.time() >= deadline:
             _fail("Cancelled: the caller stopped waiting before a key was free; no call was made", "cancelled", job)
         try:
             lease = _admit(pool, secrets, policy, job, max_sleep=max_sleep)
+        except WorkerStopping:
+            if ctx.requeue is None:
+                raise
+            log.info("task %s: worker stopping; handed back before its call", ctx.task_id)
+            ctx.requeue(job, 0)
         except _Requeue as again:
             if ctx.requeue is None:  # called directly (no broker): wait here instead
                 time.sleep(again.countdown)
