@@ -40,26 +40,40 @@ def _point_app_at(redis_url: str) -> None:
                     result_backend=os.environ.get("CELERY_RESULT_BACKEND") or redis_url)
 
 
-def keys_table(summary: dict[str, dict[str, Any]], title: str = "API keys") -> Table:
-    """The key pool as a table: state, cooldown left, lease, counts (ids only, never secrets)."""
+def keys_table(summary: dict[str, dict[str, Any]], title: str = "API keys") -> Any:
+    """The key pool as tables: state, cooldown left, leases, counts; then projects and lease holders, if any
+    (ids only, never secrets).
+
+    Key ids and states are never wrapped (an id cut in two cannot be copied into ``--reset``): the main table
+    fits 80 columns with the longest state (``TEMPORARILY_EXHAUSTED``); projects and lease holders, which can
+    be long, get a table of their own.
+    """
+    from rich import box
+    from rich.console import Group
+
     colours = {"AVAILABLE": "green", "COOLDOWN": "yellow", "TEMPORARILY_EXHAUSTED": "dark_orange",
                "FULLY_EXHAUSTED": "red", "FAILED_INIT": "bold red"}
-    show_project = any((s.get("project") or key_id) != key_id for key_id, s in summary.items())
-    show_holder = any(s.get("assigned_worker") for s in summary.values())
-    table = Table(title=title)
-    columns = ["key id", "category", *(["project"] if show_project else []), "state", "free in", "leases",
-               *(["lease holder"] if show_holder else []), "calls", "429s run/total"]
-    for col in columns:
-        table.add_column(col, overflow="fold")
+    table = Table(title=title, caption="type: free or paid; 429s: in a row / in all", caption_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
+    table.add_column("key id", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for col in ("free in", "leases", "calls", "429s"):
+        table.add_column(col, justify="right", no_wrap=True)
+    extra = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
+    extra.add_column("key id", no_wrap=True)
+    extra.add_column("project", overflow="fold")
+    extra.add_column("lease holder", overflow="fold")
     for key_id, s in summary.items():
         st = s["status"]
         wait = s.get("available_in_seconds") or 0
-        row = [key_id, s["category"], *([s.get("project") or ""] if show_project else []),
-               f"[{colours.get(st, 'white')}]{st}[/]", f"{wait:.1f}s" if wait else "-", str(s.get("active_leases", 0)),
-               *([s.get("assigned_worker") or "-"] if show_holder else []), str(s.get("admissions", 0)),
-               f"{s['exhausted_count']}/{s['total_exhausted_count']}"]
-        table.add_row(*(escape(str(x)) if not str(x).startswith("[") or x is key_id else x for x in row))
-    return table
+        table.add_row(escape(key_id), escape(str(s["category"])), f"[{colours.get(st, 'white')}]{escape(st)}[/]",
+                      f"{wait:.1f}s" if wait else "-", str(s.get("active_leases", 0)), str(s.get("admissions", 0)),
+                      f"{s['exhausted_count']}/{s['total_exhausted_count']}")
+        project = s.get("project") if (s.get("project") or key_id) != key_id else None
+        if project or s.get("assigned_worker"):
+            extra.add_row(escape(key_id), escape(str(project or "-")), escape(str(s.get("assigned_worker") or "-")))
+    return Group(table, extra) if extra.row_count else table
 
 
 def mask_url(url: str) -> str:
@@ -190,7 +204,8 @@ def worker(ctx: click.Context, queues: str, pool: str, concurrency: int | None, 
 @click.option("--pool", default=None, help="pool name (default GEMINI_TASKS_POOL or 'default')")
 @click.option("--json", "as_json", is_flag=True, help="print the status as JSON")
 @click.option("--reset", "reset_ids", multiple=True, help="put a key back to AVAILABLE (e.g. after fixing it)")
-@click.option("--watch", type=float, default=None, help="refresh every N seconds")
+@click.option("--watch", type=click.FloatRange(min=0.1), default=None,
+              help="refresh the table in place every N seconds (Ctrl-C to stop)")
 def keys(pool: str | None, as_json: bool, reset_ids: tuple[str, ...], watch: float | None) -> None:
     """The key pool's state: status, time until free, leases, exhaustion counts."""
     from gemini_tasks.keys import KeyPool, summarize
@@ -198,22 +213,35 @@ def keys(pool: str | None, as_json: bool, reset_ids: tuple[str, ...], watch: flo
     from gemini_tasks.settings import get_settings
 
     s = get_settings()
+    _check_redis(s.keys_redis_url)
     kp = KeyPool(get_redis(s.keys_redis_url), pool or s.pool)
     for key_id in reset_ids:
         kp.reset_key(key_id)
         console.print(f"{key_id}: reset to AVAILABLE")
-    while True:
+
+    def render() -> Any:
         summary = summarize(kp.status())
-        if as_json:
-            click.echo(json.dumps(summary, indent=2))
-        elif not summary:
-            console.print(f"pool {kp.pool!r} has no registered keys (start an application that builds an "
-                          "AdvancedApiKeyManager, or a worker)")
-        else:
-            Console().print(keys_table(summary, f"pool {kp.pool!r}"))
-        if watch is None:
-            return
-        time.sleep(watch)
+        if not summary:
+            return (f"pool {kp.pool!r} has no registered keys (start an application that builds an "
+                    "AdvancedApiKeyManager, or a worker)")
+        return keys_table(summary, f"pool {kp.pool!r}")
+
+    if as_json:
+        click.echo(json.dumps(summarize(kp.status()), indent=2))
+        return
+    out = Console()
+    if watch is None:
+        out.print(render())
+        return
+    from rich.live import Live
+
+    try:
+        with Live(render(), console=out, auto_refresh=False, transient=False) as live:
+            while True:
+                time.sleep(watch)
+                live.update(render(), refresh=True)
+    except KeyboardInterrupt:
+        return
 
 
 # --------------------------------------------------------------------------------------------- submit / collect
@@ -538,7 +566,10 @@ def demo(output_dir: Path) -> None:
 
         t0 = time.monotonic()
         w = stack.enter_context(WorkerProcess(dict(os.environ), concurrency=8))
-        console.print(f"worker {w.name} ready in {time.monotonic() - t0:.1f}s (pid {w.pid})")
+        from celery.utils.nodenames import default_nodename, host_format
+
+        console.print(f"worker {host_format(default_nodename(w.name))} ready in {time.monotonic() - t0:.1f}s "
+                      f"(pid {w.pid})")
         _run_demo(output_dir, demo_keys)
         console.print("stopping what the demo started ...")
     console.print("[green]demo finished[/]")

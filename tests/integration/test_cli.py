@@ -100,6 +100,8 @@ def test_demo_runs_with_nothing_configured_and_leaves_no_process(tmp_path):
     assert "demo finished" in r.stderr and "started a private redis-server" in r.stderr
     wav = tmp_path / "gemini-tasks-demo.wav"
     assert wav.exists() and wav.stat().st_size > 1000
+    node = re.search(r"worker (\S+) ready", r.stderr).group(1)
+    assert "%" not in node and node.endswith("@" + os.uname().nodename), node
     pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", r.stderr)]
     assert len(pids) >= 3  # redis-server, emulator, worker
     time.sleep(0.5)
@@ -247,3 +249,90 @@ def test_validation_error_names_the_file_line(worker, emu, cli_env, tmp_path):
     assert len([line for line in r.stderr.splitlines() if line.strip()]) <= 2, r.stderr
     time.sleep(0.5)
     assert prompts_of(emu, tag) == [], "nothing may be enqueued when a prompt is invalid"
+
+
+def _one_line_error(r, *needles: str) -> None:
+    assert r.returncode not in (0, None), r.stdout + r.stderr
+    no_traceback(r.stderr)
+    lines = [line for line in r.stderr.splitlines() if line.startswith("Error")]
+    assert len(lines) == 1 and r.stderr.rstrip().endswith(lines[0]), r.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_cli_errors_are_one_line_with_the_redis_url_masked(cli_env, tmp_path):
+    from gemini_tasks.testing.local_redis import free_port
+
+    port = free_port()
+    down = dict(cli_env, REDIS_URL=f"redis://:hunter2secret@127.0.0.1:{port}/0")
+    src = tmp_path / "p.jsonl"
+    src.write_text(json.dumps("hello") + "\n")
+    for args in (["keys"], ["keys", "--json"], ["submit", str(src), "-o", str(tmp_path / "o.jsonl")]):
+        t0 = time.monotonic()
+        r = run_cli(args, down, timeout=60)
+        assert time.monotonic() - t0 < 20
+        _one_line_error(r, f"redis://:**@127.0.0.1:{port}/0")
+        assert "hunter2secret" not in r.stdout + r.stderr
+
+
+def test_cli_errors_are_one_line_for_bad_keys_and_unknown_batches(worker, cli_env, tmp_path):
+    src = tmp_path / "p.jsonl"
+    src.write_text(json.dumps("hello") + "\n")
+    r = run_cli(["submit", str(src), "-o", str(tmp_path / "o.jsonl"), "--keys", "GEMINI_API_KEY_77"], cli_env)
+    _one_line_error(r, "GEMINI_API_KEY_77")
+    no_keys = {k: v for k, v in cli_env.items() if not k.startswith("GEMINI_API_KEY")}
+    r = run_cli(["submit", str(src), "-o", str(tmp_path / "o.jsonl")], dict(no_keys, GEMINI_TASKS_POOL="empty" + os.urandom(3).hex()))
+    _one_line_error(r, "No valid API keys found")
+    r = run_cli(["tts", "hello", "-o", str(tmp_path / "x.wav")], dict(no_keys, GEMINI_TASKS_POOL="empty" + os.urandom(3).hex()))
+    _one_line_error(r, "No valid API keys found")
+    r = run_cli(["collect", "no-such-batch", "--timeout", "5"], cli_env)
+    _one_line_error(r, "no-such-batch")
+
+
+def test_keys_table_fits_80_columns_without_cutting_key_ids(worker, emu, cli_env, manager_factory):
+    from gemini_tasks import GeminiParallelProcessor
+
+    m = manager_factory(4, paid_keys="all", pool=cli_env["GEMINI_TASKS_POOL"],
+                        projects={f"GEMINI_API_KEY_{i}": "a-rather-long-project-name" for i in range(1, 5)})
+    emu.add_fault(action="status", status=429, quota_kind="minute", times=1)
+    GeminiParallelProcessor(m, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0,
+                            max_wait_seconds=30).process_prompts([{"prompt": "table"}], progress=False)
+    r = run_cli(["keys"], dict(cli_env, COLUMNS="80"))
+    assert r.returncode == 0, r.stderr
+    assert "TEMPORARILY_EXHAUSTED" in r.stdout  # the longest state is in the table
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80
+    for i in range(1, 5):
+        assert re.search(rf"^GEMINI_API_KEY_{i}\s", r.stdout, re.MULTILINE), r.stdout
+    assert "a-rather-long-project-name" in r.stdout
+
+
+def test_keys_watch_refreshes_one_table_in_place(worker, cli_env, manager_factory):
+    import pty
+
+    manager_factory(2, pool=cli_env["GEMINI_TASKS_POOL"])
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(CLI + ["keys", "--watch", "0.2"], env=dict(cli_env, COLUMNS="100", TERM="xterm"),
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 6
+    try:
+        while time.monotonic() < deadline:
+            import select
+
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    out += os.read(master, 65536)
+                except OSError:
+                    break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+        os.close(master)
+    text = out.decode(errors="replace")
+    refreshes = text.count("\x1b[2K")  # rich's Live erases the previous table before drawing the next
+    assert text.count("GEMINI_API_KEY_1") >= 3, text[-2000:]
+    assert refreshes >= 2 and "\x1b[" in text and "A" in text, "the table is redrawn in place, not appended"
+    assert proc.returncode in (0, -signal.SIGINT, 130)
+    assert "Traceback" not in text
