@@ -24,6 +24,8 @@ from gemini_tasks.client.publish import publish_group
 from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model, describe_job, generate_job, validate_batch
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
 from gemini_tasks.gemini.pricing import UsageSummary, check_table
+from gemini_tasks.client import batch_api
+from gemini_tasks.keys.tier_batches import is_tier_batch
 
 log = logging.getLogger("gemini_tasks")
 
@@ -87,6 +89,8 @@ def to_result_tuple(value: Any, fallback_metadata: dict[str, Any] | None = None)
         if "response" in value:
             return meta, types.GenerateContentResponse.model_validate(value["response"]), None
         return meta, value.get("text"), None
+    if isinstance(value, dict) and value.get("ok") is False and isinstance(value.get("error"), str):
+        return (value.get("metadata") or fallback_metadata or {}), None, value["error"]  # a batch-tier error
     if isinstance(value, TaskFailed):
         return (value.info.get("metadata") or fallback_metadata or {}), None, value.message
     if isinstance(value, BaseException):
@@ -118,6 +122,8 @@ class BatchHandle:
 
     def progress(self) -> tuple[int, int]:
         """(finished, total): how many requests have an answer, success or error."""
+        if is_tier_batch(self.group_id):
+            return batch_api.progress(self.group_id)
         res = GroupResult.restore(self.group_id, app=app)
         if res is None:
             raise LookupError(f"batch {self.group_id} is unknown or its results expired")
@@ -131,7 +137,8 @@ class _Processor:
                  api_call_interval: float = 2.0, max_workers: int = 4, return_response: bool = False,
                  *, api_call_retries: int = 3, max_wait_seconds: float = 3600.0, spacing_scope: str = "fleet",
                  strip: bool = True, service_tier: str = "standard", flex_fallback_after: float | None = None,
-                 flex_retry_backoff: float = 2.0, prices: dict[str, dict[str, float]] | None = None) -> None:
+                 flex_retry_backoff: float = 2.0, prices: dict[str, dict[str, float]] | None = None,
+                 batch_options: dict[str, Any] | None = None) -> None:
         self.key_manager = check_manager(key_manager)
         self.model_name = check_model(model_name)
         self.policy = CallPolicy(
@@ -141,6 +148,8 @@ class _Processor:
             flex_fallback_after=flex_fallback_after, flex_retry_backoff=flex_retry_backoff,
         )
         self.prices = check_table(prices) if prices is not None else None
+        #: service_tier="batch": poll_interval, max_requests_per_job, inline_limit, max_resubmits (batch_api)
+        self.batch_options = batch_api.check_options(batch_options)
         #: tokens by tier and kind and the estimated cost of the last batch collected (see gemini/pricing.py)
         self.last_summary: UsageSummary | None = None
         self.max_workers = max_workers
@@ -161,6 +170,10 @@ class GeminiParallelProcessor(AsyncBatchMixin, _Processor):
         prompts = validate_batch(prompts_data)
         jobs = [generate_job(p, model=self.model_name, manager=self.key_manager, policy=self.policy,
                              where=f"prompts_data[{i}]") for i, p in enumerate(prompts)]
+        if any(job.get("tier") == "batch" for job in jobs):  # the Gemini Batch API (client/batch_api.py)
+            gid = batch_api.submit(self, jobs, self.batch_options)
+            log.info("batch %s: %d prompt(s) submitted (batch tier)", gid, len(jobs))
+            return BatchHandle(group_id=gid, size=len(jobs))
         result = publish_group(self._task(), jobs, [describe_job(job) for job in jobs], queue=self.queue)
         log.info("batch %s: %d prompt(s) submitted", result.id, len(jobs))
         return BatchHandle(group_id=result.id, size=len(jobs))
@@ -169,6 +182,8 @@ class GeminiParallelProcessor(AsyncBatchMixin, _Processor):
                 progress: bool | ProgressCallback | None = None) -> list[ResultTuple]:
         """Wait for a submitted batch and return its ``(metadata, response, error)`` tuples in input order."""
         gid = group_id.group_id if isinstance(group_id, BatchHandle) else group_id
+        if is_tier_batch(gid):
+            return self._collect_tiered(gid, timeout=timeout, progress=progress)
         res = GroupResult.restore(gid, app=app)
         if res is None:
             raise LookupError(f"batch {gid} is unknown or its results expired (result_expires)")
@@ -181,10 +196,42 @@ class GeminiParallelProcessor(AsyncBatchMixin, _Processor):
         if not prompts:
             return []
         handle = self.submit(prompts)
+        if is_tier_batch(handle.group_id):
+            return self._collect_tiered(handle.group_id, timeout=timeout, progress=progress)
         res = GroupResult.restore(handle.group_id, app=app)
         assert res is not None
         metas = [dict(p.get("metadata") or {}) for p in prompts]
         return self._wait(res, timeout=timeout, progress=progress, metadata=metas)
+
+    def cancel(self, group_id: str | BatchHandle) -> None:
+        """Give up on a submitted batch: batch-tier jobs are cancelled by the fleet (their prompts end with a
+        "Cancelled" error); other prompts not yet answered are revoked."""
+        gid = group_id.group_id if isinstance(group_id, BatchHandle) else group_id
+        if is_tier_batch(gid):
+            batch_api.cancel(gid)
+            return
+        res = GroupResult.restore(gid, app=app)
+        if res is None:
+            raise LookupError(f"batch {gid} is unknown or its results expired")
+        res.revoke()
+
+    def _collect_tiered(self, gid: str, *, timeout: float | None,
+                        progress: bool | ProgressCallback | None) -> list[ResultTuple]:
+        summary = self.last_summary = UsageSummary(getattr(self, "model_name", ""), getattr(self, "prices", None))
+        bars: list[_Progress] = []
+
+        def on_progress(done: int, total: int) -> None:
+            if not bars:
+                bars.append(_Progress(progress, total))
+            bars[0].update(done, total, summary)
+
+        try:
+            rows = batch_api.collect(gid, timeout=timeout, on_progress=on_progress, summary=summary)
+        finally:
+            for bar in bars:
+                bar.close()
+        log.info("batch %s: %s", gid, summary.line())
+        return rows
 
     def _wait(self, res: GroupResult, *, timeout: float | None, progress: bool | ProgressCallback | None,
               metadata: list[dict[str, Any]] | None = None) -> list[ResultTuple]:

@@ -283,10 +283,12 @@ def _sort_output(output: Path) -> None:
               help="service tier: flex and batch cost half, priority ~1.8x; a prompt's own service_tier wins")
 @click.option("--flex-fallback-after", type=float, default=None,
               help="seconds after which a Flex prompt that keeps being shed is sent at standard tier")
+@click.option("--batch-poll-interval", type=float, default=30.0, show_default=True,
+              help="--tier batch: seconds between two polls of a Batch API job")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | None, pool: str | None,
            max_workers: int, api_call_interval: float, worker_cooldown: float, tier: str,
-           flex_fallback_after: float | None, progress: bool) -> None:
+           flex_fallback_after: float | None, batch_poll_interval: float, progress: bool) -> None:
     """Run every prompt of a JSONL file on the fleet and write results (JSONL, in input order).
 
     Each line is a prompt dict as the Python API takes it (prompt, metadata, media paths/URLs,
@@ -314,6 +316,15 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
     from gemini_tasks.client.jobs import describe_job, generate_job
     from gemini_tasks.client.processors import GeminiParallelProcessor
 
+    tier_state = output.with_name(output.name + ".tierbatch.json")
+    if tier_state.exists():  # a batch-tier submission of an earlier run: collect it, never send it again
+        saved = json.loads(tier_state.read_text())
+        console.print(f"collecting batch {saved['group']} of an earlier run")
+        summary = _collect_tier_batch(saved, output, {it.line: it for it in items}, done, model, progress)
+        tier_state.unlink()
+        done = jb.done_lines(output)
+        if summary.requests:
+            console.print(f"usage of that batch: {summary.line()}")
     plan = jb.plan_run(items, done, state.read(), app.backend)
     console.print(f"{total} prompt(s): {len(done)} done, {len(plan.waiting)} still in flight from an earlier run, "
                   f"{len(plan.new) + len(plan.lost)} to submit")
@@ -328,12 +339,27 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
         processor = GeminiParallelProcessor(_make_manager(keys_spec, paid, pool), model,
                                             worker_cooldown_seconds=worker_cooldown,
                                             api_call_interval=api_call_interval, max_workers=max_workers,
-                                            service_tier=tier.lower(), flex_fallback_after=flex_fallback_after)
+                                            service_tier=tier.lower(), flex_fallback_after=flex_fallback_after,
+                                            batch_options={"poll_interval": batch_poll_interval})
         jobs = []
         for line, tid in send:  # every prompt validated before anything is enqueued
             jobs.append((line, tid, generate_job(by_line[line].prompt, model=processor.model_name,
                                                  manager=processor.key_manager, policy=processor.policy,
                                                  where=f"{prompts}:{line}")))
+        if any(job.get("tier") == "batch" for _, _, job in jobs) and not plan.waiting:
+            # batch tier: one Gemini Batch API submission (client/batch_api.py), resumable by its group id
+            handle = processor.submit([by_line[line].prompt for line, _, _ in jobs])
+            saved = {"group": handle.group_id, "lines": [line for line, _, _ in jobs]}
+            tier_state.write_text(json.dumps(saved))
+            console.print(f"submitted as batch {handle.group_id}")
+            summary = _collect_tier_batch(saved, output, by_line, done, model, progress)
+            tier_state.unlink()
+            _sort_output(output)
+            state.remove()
+            console.print(f"wrote {output} ({total} result(s))")
+            if summary.requests:
+                console.print(f"usage this run: {summary.line()}")
+            return
     pending = dict(plan.waiting)
     task_group = dict(plan.task_group)
     from gemini_tasks.gemini.pricing import UsageSummary
@@ -369,6 +395,32 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
     console.print(f"wrote {output} ({total} result(s), {writer.errors} error(s) in this run)")
     if writer.summary.requests:
         console.print(f"usage this run: {writer.summary.line()}")
+
+
+def _collect_tier_batch(saved: dict[str, Any], output: Path, by_line: dict[int, Any], done: set[int], model: str,
+                        show_progress: bool) -> Any:
+    """Wait for a batch-tier submission and append its rows; returns its usage summary."""
+    from gemini_tasks.client import batch_api
+    from gemini_tasks.gemini.pricing import UsageSummary
+
+    writer = _ResultWriter(output, by_line, done, UsageSummary(model))
+    bar = None
+    if show_progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+        bar.start()
+        bar_id = bar.add_task("batch jobs", total=len(saved["lines"]))
+    try:
+        _, values = batch_api.collect_raw(
+            saved["group"], on_progress=(lambda n, total: bar.update(bar_id, completed=n)) if bar else None)
+    finally:
+        if bar is not None:
+            bar.stop()
+    for line, value in zip(saved["lines"], values):
+        writer.write(line, value)
+    writer.close()
+    return writer.summary
 
 
 def _release(app: Any, results: list[Any]) -> None:

@@ -70,3 +70,6 @@ TASKS = {
     ("speech", "batch"): speech_batch,
     ("speech", "interactive"): speech_interactive,
 }
+
+# the batch-tier step task (service_tier="batch"): registered with the others
+from gemini_tasks.worker import batch_tasks as _batch_tasks  # noqa: E402,F401

@@ -1,0 +1,163 @@
+"""service_tier="batch" through the real stack: Gemini Batch API jobs created, polled and read by the fleet
+with keys of each job's own project, answers in input order with inner errors in place, FAILED/EXPIRED jobs
+re-submitted or ended with clear errors, JSONL file input beyond the inline limit, media through the Files API
+in the job's project, collect from another process, cancel."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+KEY_SECRETS = {f"GEMINI_API_KEY_{i}": f"emu-secret-{i:02d}-abcdefghijklmnop" for i in range(1, 5)}  # conftest's
+
+PROJECTS = {"GEMINI_API_KEY_1": "proj-1", "GEMINI_API_KEY_2": "proj-1", "GEMINI_API_KEY_3": "proj-2",
+            "GEMINI_API_KEY_4": "proj-2"}
+FAST = {"poll_interval": 0.1}
+
+
+@pytest.fixture
+def emu_projects(emu):
+    emu.configure(keys={KEY_SECRETS[k]: {"label": k, "project": p} for k, p in PROJECTS.items()},
+                  batch_pending_seconds=0.1, batch_run_seconds=0.3)
+    return emu
+
+
+@pytest.fixture
+def make(worker, manager_factory):
+    from gemini_tasks import GeminiParallelProcessor
+
+    def build(**kw):
+        m = manager_factory(4, paid_keys="all", projects=PROJECTS)
+        kw.setdefault("batch_options", FAST)
+        kw.setdefault("service_tier", "batch")
+        return GeminiParallelProcessor(m, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0, **kw)
+
+    return build
+
+
+def _jobs_by_project(emu):
+    return {b["project"]: b for b in emu.batches()}
+
+
+def test_batch_tier_answers_in_order_one_job_per_project(make, emu_projects):
+    emu = emu_projects
+    proc = make()
+    prompts = [{"prompt": f"B1 prompt {i}", "metadata": {"i": i}} for i in range(10)]
+    results = proc.process_prompts(prompts, timeout=60)
+    assert [m["i"] for m, _, _ in results] == list(range(10))
+    assert all(err is None and f"B1 prompt {i}" in text for i, (_, text, err) in enumerate(results))
+    jobs = emu.batches()
+    assert sorted((b["project"], b["requests"], b["state"]) for b in jobs) == [
+        ("proj-1", 5, "SUCCEEDED"), ("proj-2", 5, "SUCCEEDED")]
+    # every create/get of a job was made with a key of the job's own project
+    owner = {b["name"]: b["project"] for b in jobs}
+    calls = [e for e in emu.log() if str(e.get("endpoint", "")).startswith("batches.")]
+    assert calls and all(e["project"] == owner[e["batch"]] for e in calls if e.get("batch") in owner)
+    assert not [e for e in emu.log() if e.get("endpoint") == "generateContent"]  # no synchronous calls
+    s = proc.last_summary
+    assert s.requests == {"batch": 10} and s.tokens["batch"]["prompt"] > 0
+    assert s.cost_usd == pytest.approx(s.standard_cost() * 0.5)
+
+
+def test_inner_errors_in_place_and_mixed_tiers(make, emu_projects):
+    emu = emu_projects
+    emu.add_fault(action="status", status=400, endpoint="batch_request", prompt_contains="B2 bad",
+                  message="Invalid argument in this request")
+    proc = make()
+    prompts = [{"prompt": "B2 ok 0"}, {"prompt": "B2 bad 1"}, {"prompt": "B2 sync 2", "service_tier": "standard"},
+               {"prompt": "B2 ok 3"}]
+    results = proc.process_prompts(prompts, timeout=60)
+    assert "B2 ok 0" in results[0][1] and results[0][2] is None
+    assert results[1][1] is None and results[1][2].startswith("Persistent API error (400")
+    assert "Invalid argument" in results[1][2] and "persistent" in results[1][2].lower()
+    assert "B2 sync 2" in results[2][1]
+    assert "B2 ok 3" in results[3][1]
+    sync = [e for e in emu.log() if e.get("endpoint") == "generateContent"]
+    assert len(sync) == 1 and sync[0]["service_tier"] == "standard"
+    assert proc.last_summary.requests == {"batch": 2, "standard": 1}
+
+
+def test_failed_job_is_resubmitted_and_expired_ends_with_a_clear_error(make, emu_projects):
+    emu = emu_projects
+    emu.configure(batch_end_states=["FAILED"])  # the first job fails, its re-submission succeeds
+    proc = make()
+    m = proc.key_manager
+    results = proc.process_prompts([{"prompt": f"B3 {i}"} for i in range(2)], timeout=60)
+    assert all(err is None for _, _, err in results)
+    states = sorted(b["state"] for b in emu.batches())
+    assert states.count("FAILED") == 1 and states.count("SUCCEEDED") == 2
+    emu.configure(batch_end_states=["EXPIRED"] * 6)
+    proc2 = make(batch_options={"poll_interval": 0.1, "max_resubmits": 1})
+    results = proc2.process_prompts([{"prompt": "B3 expire 0"}, {"prompt": "B3 expire 1"}], timeout=60)
+    for _, text, err in results:
+        assert text is None and "ended EXPIRED" in err and "2 job(s) tried" in err
+    assert m is not None
+
+
+def test_jsonl_file_input_beyond_the_inline_limit_and_media_upload_in_the_job_project(make, emu_projects, tmp_path):
+    emu = emu_projects
+    audio = tmp_path / "clip.mp3"
+    audio.write_bytes(b"ID3" + b"\x00" * 2000)
+    proc = make(batch_options={"poll_interval": 0.1, "inline_limit": 500})
+    prompts = [{"prompt": f"B4 long prompt {i} " + "x" * 300} for i in range(4)]
+    prompts.append({"prompt": "B4 with audio <audio>", "audio_path": str(audio)})
+    results = proc.process_prompts(prompts, timeout=60)
+    assert all(err is None for _, _, err in results), results
+    assert "B4 long prompt 2" in results[2][1] and "[+file audio/" in results[4][1]
+    jobs = emu.batches()
+    assert {b["inline"] for b in jobs} == {False}
+    files = emu.files()
+    uploads = [f for f in files if f["mime_type"].startswith("audio/")]
+    job_of_audio = [b for b in jobs if b["project"] == uploads[0]["project"]]
+    assert len(uploads) == 1 and job_of_audio  # uploaded in the project of the job that used it
+    assert any(f["mime_type"] == "jsonl" for f in files)
+
+
+def test_submit_then_collect_from_another_process(make, emu_projects, fleet_env, pool_name):
+    proc = make()
+    handle = proc.submit([{"prompt": f"B5 {i}", "metadata": {"n": i}} for i in range(3)])
+    assert handle.group_id.startswith("tb-")
+    env = dict(os.environ, GEMINI_TASKS_POOL=pool_name)
+    r = subprocess.run([sys.executable, "-m", "gemini_tasks.ops.cli", "collect", handle.group_id, "--timeout", "60"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [row["metadata"]["n"] for row in rows] == [0, 1, 2]
+    assert all("B5" in row["response"] and row["error"] is None for row in rows)
+    assert handle.progress() == (3, 3)
+
+
+def test_cancel_stops_the_remote_jobs(make, emu_projects):
+    emu = emu_projects
+    emu.configure(batch_pending_seconds=60)
+    proc = make()
+    handle = proc.submit([{"prompt": f"B6 {i}"} for i in range(4)])
+    import time
+
+    deadline = time.monotonic() + 20
+    while len(emu.batches()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.cancel(handle)
+    results = proc.collect(handle, timeout=30)
+    assert all(text is None and err.startswith("Cancelled") for _, text, err in results)
+    assert {b["state"] for b in emu.batches()} == {"CANCELLED"}
+
+
+def test_cli_submit_tier_batch(worker, emu_projects, fleet_env, pool_name, tmp_path):
+    emu = emu_projects
+    env = dict(os.environ, GEMINI_TASKS_POOL=pool_name)
+    src, out = tmp_path / "p.jsonl", tmp_path / "r.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"B7 cli {i}"}) + "\n" for i in range(4)))
+    r = subprocess.run([sys.executable, "-m", "gemini_tasks.ops.cli", "submit", str(src), "-o", str(out),
+                        "--paid", "all", "--no-progress", "--tier", "batch", "--batch-poll-interval", "0.1"],
+                       env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["line"] for row in rows] == [1, 2, 3, 4]
+    assert all(f"B7 cli {i}" in row["response"] for i, row in enumerate(rows))
+    assert "batch: 4 req" in r.stdout + r.stderr and "0.50x standard" in r.stdout + r.stderr
+    assert emu.batches() and not [e for e in emu.log() if e.get("endpoint") == "generateContent"]
