@@ -103,6 +103,20 @@ def progress(group_id: str) -> tuple[int, int]:
     return record.result_count(), len(meta["batch_indices"])
 
 
+def restore_sync(group_id: str) -> GroupResult | None:
+    return GroupResult.restore(group_id, app=app)
+
+
+def wait_celery_group(group_id: str, timeout: float | None) -> dict[str, Any]:
+    """Task id -> outcome of every task of a saved Celery group (the other-tier prompts of a submission)."""
+    values: dict[str, Any] = {}
+    res = restore_sync(group_id)
+    if res is not None:
+        res.join_native(timeout=timeout, propagate=False, interval=0.2,
+                        callback=lambda tid, value: values.__setitem__(tid, value))
+    return values
+
+
 def collect_raw(group_id: str, *, timeout: float | None = None,
                 on_progress: Callable[[int, int], None] | None = None,
                 wait_sync: Callable[..., dict[str, Any]] | None = wait_celery_group
@@ -188,17 +202,3 @@ def cancel(group_id: str) -> None:
             res.revoke()
     for n in range(int(meta["parts"])):
         batch_tier_step.apply_async(args=[group_id, n], queue="batch")
-
-
-def restore_sync(group_id: str) -> GroupResult | None:
-    return GroupResult.restore(group_id, app=app)
-
-
-def wait_celery_group(group_id: str, timeout: float | None) -> dict[str, Any]:
-    """Task id -> outcome of every task of a saved Celery group (the other-tier prompts of a submission)."""
-    values: dict[str, Any] = {}
-    res = restore_sync(group_id)
-    if res is not None:
-        res.join_native(timeout=timeout, propagate=False, interval=0.2,
-                        callback=lambda tid, value: values.__setitem__(tid, value))
-    return values
