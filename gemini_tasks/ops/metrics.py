@@ -231,6 +231,9 @@ class _Families:
                                              labels=["pool", "model"])
         self.tokens = CounterMetricFamily("gemini_tasks_tokens", "Tokens reported by the API in usage metadata",
                                           labels=["pool", "model", "kind"])
+        from gemini_tasks.ops.tier_metrics import TierFamilies
+
+        self.tiers = TierFamilies()  # tokens, requests and estimated cost by service tier
 
     def add_pool(self, pool: str, snap: Any, calls: Mapping[str, float]) -> None:
         summary = summarize(snap)
@@ -278,6 +281,8 @@ class _Families:
                 sums[rest] = value
             elif kind.startswith("tokens_"):
                 self.tokens.add_metric([pool, rest, kind[7:]], value)
+            else:
+                self.tiers.add(pool, kind, rest, value)
         for model in sorted(set(buckets) | set(sums)):
             counts = buckets.get(model, {})
             running = 0.0
@@ -291,7 +296,7 @@ class _Families:
     def all(self) -> list[Metric]:
         return [self.up, self.keys, self.state, self.wait, self.leases, self.exh, self.texh, self.key_admits,
                 self.gate, self.admitted, self.waits, self.refused, self.reports, self.r429, self.r429_dup,
-                self.expired, self.calls, self.latency, self.tokens]
+                self.expired, self.calls, self.latency, self.tokens, *self.tiers.all()]
 
 
 def exporter_client(url: str) -> Any:

@@ -48,6 +48,7 @@ from gemini_tasks.gemini.response import extract_text, usage_dict
 from gemini_tasks.gemini.validation import from_wire
 from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.keys.tier_batches import TierBatchRecord
+from gemini_tasks.ops.tier_metrics import record_usage
 from gemini_tasks.settings import get_settings
 from gemini_tasks.worker.execution import worker_pool
 from gemini_tasks.worker.uploads import ProjectUploads
@@ -274,6 +275,9 @@ def step(group_id: str, n: int, requeue: Requeue) -> dict[str, Any]:
     if state == "JOB_STATE_SUCCEEDED":
         results = read_results(client, batch, jobs, key_id)
         record.put_results(results)
+        for value in results.values():
+            if value.get("ok"):
+                record_usage(pool, model=meta["model"], tier="batch", usage=value.get("usage"))
         record.update_part(n, state=DONE, job_state=state, stats=stats)
         log.info("batch %s part %d: job %s SUCCEEDED, %d answers stored", group_id, n, job_name, len(results))
         return {"state": DONE, "job": job_name, "answers": len(results)}

@@ -41,6 +41,7 @@ from gemini_tasks.gemini.validation import from_wire
 from gemini_tasks.keys.admission import WaitTooLong, acquire
 from gemini_tasks.keys.pool import AdmitPolicy, Cancelled, KeyPool, Lease, NoUsableKeys, Wait
 from gemini_tasks.ops.metrics import record_call
+from gemini_tasks.ops.tier_metrics import record_usage
 from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.settings import get_settings
 from gemini_tasks.worker import tier_calls
@@ -308,6 +309,8 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                     prompt_tokens=(result.get("usage") or {}).get("prompt_token_count"))
         record_call(pool, model=job["model"], latency_s=time.perf_counter() - started, usage=result.get("usage"),
                     outcome="success")
+        record_usage(pool, model=job["model"], tier=result.get("tier") or "standard", usage=result.get("usage"),
+                     fallback=bool(result.get("fallback")))
         # who answered comes first: Flower shows a result's repr cut at 1024 characters, and answers are long
         result = {"ok": True, "key_id": lease.key_id, "model": job["model"],
                   "latency_s": round(time.perf_counter() - started, 4), "task_id": ctx.task_id,

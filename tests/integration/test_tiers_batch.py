@@ -161,3 +161,23 @@ def test_cli_submit_tier_batch(worker, emu_projects, fleet_env, pool_name, tmp_p
     assert all(f"B7 cli {i}" in row["response"] for i, row in enumerate(rows))
     assert "batch: 4 req" in r.stdout + r.stderr and "0.50x standard" in r.stdout + r.stderr
     assert emu.batches() and not [e for e in emu.log() if e.get("endpoint") == "generateContent"]
+
+
+def test_metrics_count_tokens_and_cost_by_tier(make, emu_projects, pool_name, fleet_env):
+    from gemini_tasks.keys.redis_conn import get_redis
+    from gemini_tasks.ops.metrics import make_registry
+    from gemini_tasks.settings import get_settings
+
+    def value(reg, name, **labels):
+        return reg.get_sample_value(name, {"pool": pool_name, "model": "gemini-2.5-flash", **labels}) or 0.0
+
+    reg = make_registry([pool_name], client=get_redis(get_settings().keys_redis_url))
+    before = {t: value(reg, "gemini_tasks_estimated_cost_usd_total", tier=t) for t in ("batch", "flex")}
+    make().process_prompts([{"prompt": f"B8 {i}"} for i in range(3)], timeout=60)
+    make(service_tier="flex").process_prompts([{"prompt": f"B8 flex {i}"} for i in range(3)], timeout=60)
+    reg = make_registry([pool_name], client=get_redis(get_settings().keys_redis_url))
+    for tier in ("batch", "flex"):
+        assert value(reg, "gemini_tasks_tier_requests_total", tier=tier) >= 3
+        assert value(reg, "gemini_tasks_tier_tokens_total", tier=tier, kind="prompt") > 0
+        assert value(reg, "gemini_tasks_tier_tokens_total", tier=tier, kind="output") > 0
+        assert value(reg, "gemini_tasks_estimated_cost_usd_total", tier=tier) > before[tier]
