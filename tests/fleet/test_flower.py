@@ -30,10 +30,13 @@ class Flower:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile()
+        # credentials as docker-compose.yml passes them: FLOWER_BASIC_AUTH in the environment, which Flower reads
+        # as its --basic-auth option, so the password never shows on a command line (ps, /proc/<pid>/cmdline)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "gemini_tasks", "flower", f"--port={self.port}",
-             "--address=127.0.0.1", f"--basic-auth={USER}:{PASSWORD}", "--inspect_timeout=2000"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+             "--address=127.0.0.1", "--inspect_timeout=2000"],
+            env={**env, "FLOWER_BASIC_AUTH": f"{USER}:{PASSWORD}"}, stdout=self.log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
 
     def get(self, path: str, auth: tuple[str, str] | None = (USER, PASSWORD)) -> tuple[int, str]:
         req = urllib.request.Request(self.url + path)
@@ -121,6 +124,9 @@ def test_api_needs_credentials(flower):
         assert flower.get(path, auth=None)[0] == 401
         assert flower.get(path, auth=(USER, "wrong"))[0] == 401
         assert flower.get(path)[0] == 200
+    # the credentials came from the environment: nothing on Flower's command line shows the password
+    cmdline = open(f"/proc/{flower.proc.pid}/cmdline", "rb").read().decode(errors="replace")
+    assert PASSWORD not in cmdline and "basic" not in cmdline.lower(), cmdline
 
 
 def test_workers_and_tasks_show_names_descriptions_key_ids_and_outcomes(fleet, fleet_emu, flower):
