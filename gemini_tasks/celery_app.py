@@ -8,7 +8,10 @@ import inspect
 from celery import Celery, signals
 
 from gemini_tasks.brokers import stamp_sent_at
+from gemini_tasks.redis_transport import install as _share_redis_clients
 from gemini_tasks.worker.holding import HoldRefresh
+
+_share_redis_clients()
 
 app = Celery("gemini_tasks", include=["gemini_tasks.worker.tasks"])
 app.config_from_object("gemini_tasks.celeryconfig")

@@ -72,7 +72,9 @@ result_expires = 24 * 3600
 #: not extended: an extended result stores the task's arguments, i.e. the whole job with its inline media
 #: (an 8 MB audio prompt left an 11 MB result record for a day); callers need only the answer
 result_extended = False
-task_track_started = True
+#: off: a STARTED state in the result backend cost every task one more read and write of its result record
+#: (and a PUBLISH), and nothing reads it; Flower shows a task as started from the worker's task-started event
+task_track_started = False
 redis_socket_timeout = 120
 redis_socket_connect_timeout = 10
 redis_retry_on_timeout = True
