@@ -96,6 +96,19 @@ def memory_mb(pids: list[int]) -> tuple[float, float]:
 # ------------------------------------------------------------------------------------------------ run
 
 
+def max_in_flight(entries: list[dict]) -> int:
+    """The most generateContent calls the emulator was serving at one moment (log start + duration)."""
+    edges = []
+    for e in entries:
+        if e.get("endpoint") == "generateContent" and e.get("duration") is not None:
+            edges += [(e["t"], 1), (e["t"] + e["duration"], -1)]
+    best = now = 0
+    for _, step in sorted(edges):
+        now += step
+        best = max(best, now)
+    return best
+
+
 def longest_gap(emulator, since: int) -> float:
     """The longest pause between two consecutive call arrivals at the emulator (a worker that stalls shows here)."""
     arrivals = sorted(e["t"] for e in emulator.control.log(since=since) if e.get("endpoint") == "generateContent")
@@ -103,7 +116,7 @@ def longest_gap(emulator, since: int) -> float:
 
 
 def run_config(pool: str, concurrency: int, n: int, latency: float, env: dict[str, str], emulator,
-               prefetch: int = 1) -> dict:
+               prefetch: int = 1, keys: int = KEYS, warmup: int | None = None) -> dict:
     from gemini_tasks import AdvancedApiKeyManager, GeminiParallelProcessor
     from gemini_tasks.testing.local_fleet import WorkerProcess, WorkerStartError
 
@@ -120,12 +133,13 @@ def run_config(pool: str, concurrency: int, n: int, latency: float, env: dict[st
         return row
     try:
         pool_name = f"bench{pool}{concurrency}p{prefetch}x{os.getpid()}"
-        manager = AdvancedApiKeyManager(KEYS, paid_keys="all", pool=pool_name,
-                                        key_settings={"paid": {"max_concurrent_leases": 1000}})
+        manager = AdvancedApiKeyManager(keys, paid_keys="all", pool=pool_name,
+                                        key_settings={"paid": {"max_concurrent_leases": max(1000, concurrency)}})
         proc = GeminiParallelProcessor(manager, MODEL, worker_cooldown_seconds=0, api_call_interval=0,
                                        max_workers=4096)
         # warm-up: every slot (thread, greenlet or child process) builds its SDK clients and connections
-        warm = proc.process_prompts([{"prompt": f"warm {i}"} for i in range(concurrency * 2)], timeout=300,
+        warm_n = concurrency * 2 if warmup is None else warmup
+        warm = proc.process_prompts([{"prompt": f"warm {i}"} for i in range(warm_n)], timeout=600,
                                     progress=False)
         warm_errors = [e for _, _, e in warm if e]
         row["warmup_errors"] = len(warm_errors)
@@ -143,6 +157,8 @@ def run_config(pool: str, concurrency: int, n: int, latency: float, env: dict[st
         rss, pss = memory_mb(pids)
         errors = [e for _, _, e in results if e]
         row["max_gap_s"] = round(longest_gap(emulator, log_from), 2)
+        row["max_in_flight"] = max_in_flight(emulator.control.log(since=log_from))
+        row["of_ideal"] = round(n / wall / (concurrency / latency), 3)
         row.update({
             "wall_s": round(wall, 2), "rps": round(n / wall, 1), "rps_per_slot": round(n / wall / concurrency, 2),
             "rss_mb": round(rss, 1), "pss_mb": round(pss, 1), "processes": len(pids),
@@ -155,15 +171,16 @@ def run_config(pool: str, concurrency: int, n: int, latency: float, env: dict[st
 
 
 def fmt_table(rows: list[dict], latency: float) -> str:
-    head = (f"| pool | -c | prefetch | requests | req/s | ideal (c/{latency:g}s) | req/s per slot | worker RSS MiB | worker PSS MiB "
-            "| processes | worker CPU ms/req | longest pause between calls, s | errors |")
-    lines = [head, "|" + "---|" * 13]
+    head = (f"| pool | -c | prefetch | requests | req/s | ideal (c/{latency:g}s) | of ideal | most in flight | req/s per slot "
+            "| worker RSS MiB | worker PSS MiB | processes | worker CPU ms/req | longest pause between calls, s | errors |")
+    lines = [head, "|" + "---|" * 15]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['pool']} | {r['concurrency']} | {r['prefetch']} | - | did not start: "
-                         f"{r['error']} |||||||")
+                         f"{r['error']} |||||||||")
             continue
         lines.append(f"| {r['pool']} | {r['concurrency']} | {r['prefetch']} | {r['requests']} | {r['rps']:.1f} | {r['ideal_rps']:.0f} | "
+                     f"{r['of_ideal']:.2f} | {r['max_in_flight']} | "
                      f"{r['rps_per_slot']:.2f} | {r['rss_mb']:.0f} | {r['pss_mb']:.0f} | {r['processes']} | "
                      f"{r['cpu_ms_per_req']:.2f} | {r['max_gap_s']:.2f} | {r['errors']} |")
     return "\n".join(lines)
@@ -176,6 +193,8 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.2, help="emulator latency per call, seconds")
     ap.add_argument("--configs", default=DEFAULT_CONFIGS,
                     help="pool:concurrency[:pfN],... where pfN sets --prefetch-multiplier (default: %(default)s)")
+    ap.add_argument("--keys", type=int, default=KEYS, help="paid keys in the pool (default: %(default)s)")
+    ap.add_argument("--warmup", type=int, help="warm-up prompts per configuration (default: 2 x concurrency)")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args()
 
@@ -185,9 +204,9 @@ def main() -> None:
     # a SIGTERM (timeout, Ctrl-C in another terminal) still runs the finally blocks: no orphaned worker,
     # emulator or redis-server is left behind
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    secrets = {f"GEMINI_API_KEY_{i}": f"bench-secret-{i:02d}-abcdefghijklmnop" for i in range(1, KEYS + 1)}
+    secrets = {f"GEMINI_API_KEY_{i}": f"bench-secret-{i:02d}-abcdefghijklmnop" for i in range(1, args.keys + 1)}
     redis_server = RedisServer().start()
-    emulator = EmulatorProcess(config={"latency_seconds": args.latency}).start()
+    emulator = EmulatorProcess(config={"latency_seconds": args.latency, "log_max": 200000}).start()
     try:
         for name in [k for k in os.environ if k.startswith("GEMINI_API_KEY")]:
             del os.environ[name]
@@ -201,10 +220,10 @@ def main() -> None:
             prefetch = int(rest[0].removeprefix("pf")) if rest else 1
             n = args.requests or max(400, 15 * int(conc))
             print(f"-- {pool} -c {conc} prefetch {prefetch}: {n} requests ...", file=sys.stderr, flush=True)
-            row = run_config(pool, int(conc), n, args.latency, env, emulator, prefetch)
+            row = run_config(pool, int(conc), n, args.latency, env, emulator, prefetch, args.keys, args.warmup)
             print(f"   {json.dumps({k: v for k, v in row.items() if k != 'log'})}", file=sys.stderr, flush=True)
             rows.append(row)
-        print(f"\nEmulator latency {args.latency:g} s, {KEYS} paid keys, "
+        print(f"\nEmulator latency {args.latency:g} s, {args.keys} paid keys, "
               f"{os.cpu_count()} cores (client, Redis, emulator and worker share them)\n")
         print(fmt_table(rows, args.latency))
         if args.json:

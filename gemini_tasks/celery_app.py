@@ -9,6 +9,7 @@ from celery import Celery, signals
 
 from gemini_tasks.brokers import stamp_sent_at
 from gemini_tasks.redis_transport import install as _share_redis_clients
+from gemini_tasks.worker.event_batching import BatchedEvents
 from gemini_tasks.worker.holding import HoldRefresh
 
 _share_redis_clients()
@@ -16,6 +17,7 @@ _share_redis_clients()
 app = Celery("gemini_tasks", include=["gemini_tasks.worker.tasks"])
 app.config_from_object("gemini_tasks.celeryconfig")
 app.steps["consumer"].add(HoldRefresh)
+app.steps["consumer"].add(BatchedEvents)
 # every message carries its enqueue time, for the oldest-waiting-message metric (ops/queue_metrics.py)
 signals.before_task_publish.connect(stamp_sent_at, weak=False)
 
