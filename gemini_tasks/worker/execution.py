@@ -19,7 +19,7 @@ from typing import Any, Callable, NoReturn
 from celery.utils.time import get_exponential_backoff_interval
 from google.genai import types
 
-from gemini_tasks.worker import blobs
+from gemini_tasks.worker import blobs, settle
 from gemini_tasks.gemini import content as media
 from gemini_tasks.gemini import tts as tts_lib
 from gemini_tasks.gemini.client import get_client
@@ -207,8 +207,13 @@ def _admit(pool: KeyPool, secrets: dict[str, str], policy: AdmitPolicy, job: dic
 
 
 def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Lease, KeyPool], dict[str, Any]],
-                 *, lease_ttl: float, tokens: int = 0) -> dict[str, Any]:
-    """The admission -> call -> report loop shared by generation and speech."""
+                 *, lease_ttl: float, tokens: int = 0,
+                 deliver: Callable[[dict[str, Any], Lease, KeyPool], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The admission -> call -> report loop shared by generation and speech.
+
+    ``call`` makes the paid request; whatever fails inside it is a Gemini outcome (classified, maybe retried).
+    ``deliver`` runs after the answer, outside that classification: a failure there never calls Gemini again.
+    """
     settings = get_settings()
     pool = worker_pool(job["pool"]["pool"])
     done_key = f"{pool.prefix}done:{ctx.task_id}"
@@ -267,8 +272,10 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
             result = call(client, lease, pool)
         except Exception as exc:  # noqa: BLE001 - every failure is classified and reported
             err = exc.error if isinstance(exc, GeminiCallFailed) else classify(exc, secrets=secrets.values())
-            pool.report(lease, OUTCOME_OF[err.kind], retry_after=err.retry_after, quota_kind=err.quota_kind,
-                        worker_cooldown=policy.worker_cooldown)
+            settle.best_effort(f"reporting the outcome ({err.kind}) to the key manager",
+                               lambda: pool.report(lease, OUTCOME_OF[err.kind], retry_after=err.retry_after,
+                                                   quota_kind=err.quota_kind, worker_cooldown=policy.worker_cooldown),
+                               task_id=ctx.task_id)
             shed = tier_calls.shed_error(job, err.code)
             record_call(pool, model=job["model"], latency_s=time.perf_counter() - started, usage=None,
                         outcome="shed" if shed else err.kind)
@@ -305,17 +312,25 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                 time.sleep(backoff)
                 continue
             _fail(error_message(err), err.kind, job, err, lease.key_id)
-        pool.report(lease, "success", worker_cooldown=policy.worker_cooldown,
-                    prompt_tokens=(result.get("usage") or {}).get("prompt_token_count"))
-        record_call(pool, model=job["model"], latency_s=time.perf_counter() - started, usage=result.get("usage"),
-                    outcome="success")
+        # Gemini has answered (and been paid): from here on nothing may cost the answer or call again
+        latency = time.perf_counter() - started
+        prompt_tokens = (result.get("usage") or {}).get("prompt_token_count")
+        settle.best_effort("reporting the success to the key manager",
+                           lambda: pool.report(lease, "success", worker_cooldown=policy.worker_cooldown,
+                                               prompt_tokens=prompt_tokens), task_id=ctx.task_id)
+        record_call(pool, model=job["model"], latency_s=latency, usage=result.get("usage"), outcome="success")
         record_usage(pool, model=job["model"], tier=result.get("tier") or "standard", usage=result.get("usage"),
                      fallback=bool(result.get("fallback")))
+        if deliver is not None:
+            result = deliver(result, lease, pool)
         # who answered comes first: Flower shows a result's repr cut at 1024 characters, and answers are long
         result = {"ok": True, "key_id": lease.key_id, "model": job["model"],
-                  "latency_s": round(time.perf_counter() - started, 4), "task_id": ctx.task_id,
+                  "latency_s": round(latency, 4), "task_id": ctx.task_id,
                   **result, "metadata": job.get("metadata") or {}}
-        pool.client.set(done_key, json.dumps(result), ex=max(1, int(ctx.result_ttl)))
+        marker = json.dumps(result)
+        settle.best_effort("writing the done marker",
+                           lambda: pool.client.set(done_key, marker, ex=max(1, int(ctx.result_ttl))),
+                           task_id=ctx.task_id)
         log.info("task %s key %s: done in %.3fs", ctx.task_id, lease.key_id, result["latency_s"])
         return result
 
@@ -388,9 +403,20 @@ def execute_speech(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         audio, mime = extract_audio(response)
         del response  # the base64 body and its decoded copy are large; keep one copy alive
         rate, channels, width, is_wav = tts_lib.parse_audio_mime(mime)
-        ref = blobs.put(pool.client, pool.prefix, audio)
-        return {"audio_ref": ref, "mime_type": mime, "bytes": len(audio), "sample_rate": rate,
+        return {"audio": audio, "mime_type": mime, "bytes": len(audio), "sample_rate": rate,
                 "channels": channels, "sample_width": width, "is_wav": is_wav}
 
+    def deliver(result: dict[str, Any], lease: Lease, pool: KeyPool) -> dict[str, Any]:
+        # the audio was paid for: storing it is retried, never the call
+        audio = result.pop("audio")
+        try:
+            ref = settle.with_budget("storing the audio", lambda: blobs.put(pool.client, pool.prefix, audio),
+                                     task_id=ctx.task_id)
+        except Exception as exc:  # noqa: BLE001 - reported as a storage error, never as a Gemini error
+            _fail(f"Storage error: the audio was generated but could not be stored for delivery "
+                  f"({type(exc).__name__}: {str(exc)[:200]}); no second call was made", "storage", job,
+                  key_id=lease.key_id)
+        return {"audio_ref": ref, **result}
+
     return run_with_key(job, ctx, call, lease_ttl=settings.request_timeout + 60,
-                        tokens=estimate_tokens([types.Part(text=prompt)]))
+                        tokens=estimate_tokens([types.Part(text=prompt)]), deliver=deliver)
