@@ -61,6 +61,8 @@ class Settings:
     """A snapshot of the configuration contract (see DESIGN.md, "Configuration contract")."""
 
     redis_url: str = DEFAULT_REDIS_URL
+    #: whether ``REDIS_URL`` was set at all (``gemini-tasks demo`` starts a private Redis when it was not)
+    redis_configured: bool = False
     broker_url: str = DEFAULT_REDIS_URL
     result_backend: str = DEFAULT_REDIS_URL
     #: Redis used for key-manager state; defaults to ``REDIS_URL``.
@@ -77,6 +79,10 @@ class Settings:
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
     #: Master name for ``sentinel://`` URLs (``REDIS_SENTINEL_MASTER``).
     sentinel_master: str = "mymaster"
+    #: Per-call timeout of Flex-tier calls in seconds (``GEMINI_TASKS_FLEX_TIMEOUT``; Google quotes 1-15 min).
+    flex_timeout: float = 900.0
+    #: A JSON price table replacing the default one (``GEMINI_TASKS_PRICES``, a file path).
+    prices_path: str | None = None
     #: Module of operator overrides for the Celery settings (``GEMINI_TASKS_CELERY_CONFIG``).
     celery_config_module: str = "celeryconfig"
     #: The metrics exporter: port, bind address, and pools (comma-separated, ``all`` = every pool in Redis;
@@ -112,6 +118,7 @@ def load_settings() -> Settings:
     redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     return Settings(
         redis_url=redis_url,
+        redis_configured=bool(os.environ.get("REDIS_URL")),
         broker_url=os.environ.get("CELERY_BROKER_URL") or redis_url,
         result_backend=os.environ.get("CELERY_RESULT_BACKEND") or redis_url,
         keys_redis_url=os.environ.get("GEMINI_TASKS_KEYS_REDIS_URL") or redis_url,
@@ -121,6 +128,8 @@ def load_settings() -> Settings:
         api_version=os.environ.get("GEMINI_TASKS_API_VERSION") or "v1beta",
         visibility_timeout=_float("GEMINI_TASKS_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
         sentinel_master=os.environ.get("REDIS_SENTINEL_MASTER") or "mymaster",
+        flex_timeout=_float("GEMINI_TASKS_FLEX_TIMEOUT", 900.0),
+        prices_path=os.environ.get("GEMINI_TASKS_PRICES") or None,
         celery_config_module=os.environ.get("GEMINI_TASKS_CELERY_CONFIG") or "celeryconfig",
         metrics_port=_port("GEMINI_TASKS_METRICS_PORT", 9808),
         metrics_addr=os.environ.get("GEMINI_TASKS_METRICS_ADDR") or "0.0.0.0",

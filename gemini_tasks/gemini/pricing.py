@@ -14,7 +14,6 @@ Kinds: ``prompt`` (input tokens not served from cache), ``cached`` (input served
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Mapping
@@ -35,7 +34,9 @@ KINDS = ("prompt", "cached", "output", "thinking")
 
 
 def _load_env_table() -> dict[str, dict[str, float]] | None:
-    path = os.environ.get("GEMINI_TASKS_PRICES")
+    from gemini_tasks.settings import get_settings
+
+    path = get_settings().prices_path
     if not path:
         return None
     with open(path) as fh:

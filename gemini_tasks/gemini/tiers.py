@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 TIERS: tuple[str, ...] = ("standard", "flex", "priority", "batch")
@@ -38,11 +37,9 @@ def check_fallback(value: Any) -> float | None:
 
 def flex_timeout() -> float:
     """Per-call timeout of Flex calls: ``GEMINI_TASKS_FLEX_TIMEOUT`` seconds (default 900)."""
-    raw = os.environ.get("GEMINI_TASKS_FLEX_TIMEOUT")
-    try:
-        return float(raw) if raw else DEFAULT_FLEX_TIMEOUT
-    except ValueError:
-        return DEFAULT_FLEX_TIMEOUT
+    from gemini_tasks.settings import get_settings
+
+    return get_settings().flex_timeout or DEFAULT_FLEX_TIMEOUT
 
 
 def call_timeout(tier: str, standard_timeout: float) -> float:

@@ -35,9 +35,11 @@ def _reload_settings() -> None:
 def _point_app_at(redis_url: str) -> None:
     """Make the (possibly already imported) Celery app use ``redis_url`` for broker and results."""
     from gemini_tasks.celery_app import app
+    from gemini_tasks.settings import get_settings
 
-    app.conf.update(broker_url=os.environ.get("CELERY_BROKER_URL") or redis_url,
-                    result_backend=os.environ.get("CELERY_RESULT_BACKEND") or redis_url)
+    s = get_settings()  # re-read after the demo set REDIS_URL (CELERY_* still win, as everywhere)
+    app.conf.update(broker_url=s.broker_url if s.redis_url == redis_url else redis_url,
+                    result_backend=s.result_backend if s.redis_url == redis_url else redis_url)
 
 
 def keys_table(summary: dict[str, dict[str, Any]], title: str = "API keys") -> Any:
@@ -590,9 +592,12 @@ def demo(output_dir: Path) -> None:
 
     load_env_file()
     with ExitStack() as stack:
-        if os.environ.get("REDIS_URL"):
-            redis_url = os.environ["REDIS_URL"]
-            console.print(f"using Redis at REDIS_URL ({redis_url.split('@')[-1]})")
+        from gemini_tasks.settings import get_settings
+
+        _reload_settings()
+        if get_settings().redis_configured:
+            redis_url = get_settings().redis_url
+            console.print(f"using Redis at REDIS_URL ({mask_url(redis_url)})")
         else:
             from gemini_tasks.testing.local_redis import RedisServer
 

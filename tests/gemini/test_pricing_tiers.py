@@ -16,8 +16,12 @@ def test_check_tier():
         check_tier("gold")
 
 
-def test_call_config_sets_tier_and_flex_timeout(monkeypatch):
+def test_call_config_sets_tier_and_flex_timeout(monkeypatch, request):
+    from gemini_tasks.settings import get_settings
+
     monkeypatch.setenv("GEMINI_TASKS_FLEX_TIMEOUT", "600")
+    get_settings.cache_clear()  # settings are read once per process; read them again, and again after the test
+    request.addfinalizer(get_settings.cache_clear)
     base = types.GenerateContentConfig(temperature=0.2)
     assert tier_calls.call_config(base, "standard", 120) is base
     flex = tier_calls.call_config(base, "flex", 120)
