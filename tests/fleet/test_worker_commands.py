@@ -168,3 +168,30 @@ def test_entrypoint_solo_worker_is_healthy_during_a_long_call(fleet, fleet_emu, 
         finally:
             _stop(proc)
             probe.close()
+
+
+def test_plain_celery_worker_runs_what_the_readme_says(fleet):
+    """README: plain `celery -A gemini_tasks worker` = the app's settings, prefork with one child per core."""
+    from gemini_tasks.testing.local_redis import RedisServer
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "Plain `celery -A gemini_tasks worker` works too" in readme
+    assert "prefork with one child per CPU core" in readme
+    with RedisServer() as server:
+        env = dict(fleet.env, REDIS_URL=server.url)
+        node = f"plain-{os.urandom(3).hex()}@{os.uname().nodename}"
+        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "gemini_tasks", "worker", "-n", node,
+                                 "-l", "WARNING"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, cwd=str(ROOT))
+        probe = _probe(server.url)
+        try:
+            stats = _wait_node(probe, node, proc)
+            assert stats["pool"]["implementation"] == "celery.concurrency.prefork:TaskPool"
+            assert stats["pool"]["max-concurrency"] == os.cpu_count()
+            conf = probe.control.inspect(destination=[node], timeout=2).conf()[node]
+            assert conf["task_acks_late"] is True and conf["worker_prefetch_multiplier"] == 1
+            queues = probe.control.inspect(destination=[node], timeout=2).active_queues()[node]
+            assert sorted(q["name"] for q in queues) == ["batch", "interactive"]
+        finally:
+            _stop(proc)
+            probe.close()
