@@ -181,6 +181,13 @@ def _quota_kind(violations: list[Mapping[str, Any]], message: str) -> tuple[str,
 # ------------------------------------------------------------------------------------------ classification
 
 
+_HTML_RE = re.compile(r"^\s*<(!doctype\s+html|html|head|body)\b", re.IGNORECASE)
+
+
+def _looks_like_html(text: str) -> bool:
+    return bool(_HTML_RE.match(text or ""))
+
+
 def _classify_api_error(exc: genai_errors.APIError, secrets: Iterable[str]) -> CallError:
     code = exc.code if isinstance(exc.code, int) else None
     raw_status = exc.status if isinstance(exc.status, str) else None
@@ -190,6 +197,9 @@ def _classify_api_error(exc: genai_errors.APIError, secrets: Iterable[str]) -> C
         status = _HTTP_TO_RPC_STATUS.get(code, raw_status)
     raw_message = exc.message if exc.message is not None else str(exc)
     message = clean_message(raw_message, secrets)
+    if _looks_like_html(message):
+        # a front end's error page (a 502 from Google's edge, a proxy): its markup says nothing more
+        message = "the server answered with an HTML error page instead of the API's JSON"
     details = _error_details(exc)
 
     reason: str | None = None

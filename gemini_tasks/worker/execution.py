@@ -302,7 +302,8 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                 state["errors"] += 1
                 attempts = int(p.get("retries", 3))
                 if state["errors"] >= attempts:
-                    _fail(f"{error_message(err)} (failed after {state['errors']} attempts)", TRANSIENT, job, err,
+                    _fail(f"{error_message(err)} (failed after {state['errors']} attempt"
+                          f"{'' if state['errors'] == 1 else 's'})", TRANSIENT, job, err,
                           lease.key_id)
                 backoff = get_exponential_backoff_interval(
                     factor=float(p.get("backoff", 1.0)), retries=state["errors"] - 1,
@@ -341,7 +342,7 @@ def _check_paths_here(request: dict[str, Any], job: dict[str, Any]) -> list[medi
         if item.source == "path" and not os.access(str(item.value), os.R_OK):
             _fail(f"Persistent input error: {item.kind}_path {item.value!r} is not readable on worker host "
                   f"{socket.gethostname()}. Paths must be on storage shared by the application and the workers "
-                  f"(same path on every host); otherwise pass {item.kind}_bytes or a {item.kind}_url.",
+                  f"(same path on every host); otherwise pass {item.kind}_bytes or {item.kind}_url.",
                   "bad_input", job)
     return items
 

@@ -356,9 +356,15 @@ def test_redact_helper():
 
 
 def test_long_messages_are_truncated():
-    err = classify(sdk_error(502, "<html>" + "x" * 10000 + "</html>"))
+    err = classify(sdk_error(502, "x" * 10000))
     assert len(err.message) < 2100
     assert err.message.endswith("[truncated]")
+
+
+def test_an_html_error_page_is_reduced_to_a_short_reason():
+    err = classify(sdk_error(502, "<!DOCTYPE html>\n<html><title>Error 502</title>" + "x" * 10000 + "</html>"))
+    assert err.kind == "transient" and err.code == 502
+    assert "<" not in err.message and len(err.message) < 100
 
 
 # ---------------------------------------------------------------------------------------------- transport
