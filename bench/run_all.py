@@ -1,7 +1,8 @@
 """Run every benchmark section and write ``bench/RESULTS.md`` and ``bench/plots/*.png``.
 
-    python bench/run_all.py            # the full run (~12 minutes on 2 cores)
-    python bench/run_all.py --quick    # a smoke run (~3 minutes): shorter runs, no real-minute quota comparison
+    python bench/run_all.py            # the full run (~12 minutes on 2 cores): bench/RESULTS.md, bench/plots/
+    python bench/run_all.py --quick    # a smoke run (~3 minutes): shorter runs, no real-minute quota comparison;
+                                       # written to bench/quick/ (not committed), never over the full report
     python bench/run_all.py --only quota,overhead --out /tmp/RESULTS.md
 
 Each section runs in its own Python process (``python -m bench.<section> --json ...``): a Celery app binds its
@@ -26,6 +27,8 @@ import click  # noqa: E402
 
 from bench.common import BENCH, ROOT, machine, machine_line  # noqa: E402
 
+#: where quick (smoke) runs write: beside the full report, never over it (git-ignored)
+QUICK_RESULTS = BENCH / "quick" / "RESULTS.md"
 SECTIONS = ["quota", "overhead", "scale", "keys", "memory"]
 TITLES = {
     "quota": "1. Quota utilization: gemini-tasks, plain Celery, LiteLLM Router and the physical limit",
@@ -100,12 +103,18 @@ def render(sections: dict[str, dict], quick: bool, started: datetime, seconds: f
 @click.command()
 @click.option("--quick", is_flag=True, help="Smoke run: shorter runs, no real-minute quota comparison.")
 @click.option("--only", default="", help=f"Comma-separated sections ({', '.join(SECTIONS)}).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=BENCH / "RESULTS.md",
-              show_default=True, help="Where to write the report (plots go to plots/ beside it).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the report (plots go to plots/ beside it)  [default: bench/RESULTS.md, with "
+                   "--quick bench/quick/RESULTS.md]")
 @click.option("--render-only", is_flag=True,
               help="Do not measure: re-render the report and plots from results.json beside --out.")
-def main(quick: bool, only: str, out: Path, render_only: bool) -> None:
+def main(quick: bool, only: str, out: Path | None, render_only: bool) -> None:
     """Run the benchmarks and write RESULTS.md plus plots."""
+    if out is None:
+        out = QUICK_RESULTS if quick else BENCH / "RESULTS.md"
+    if quick and out.resolve() == (BENCH / "RESULTS.md").resolve():
+        raise click.BadParameter("a quick run must not overwrite the full report bench/RESULTS.md", param_hint="--out")
+    out.parent.mkdir(parents=True, exist_ok=True)
     plots = out.parent / "plots"
     if render_only:
         saved = json.loads((out.parent / "results.json").read_text())

@@ -42,7 +42,11 @@ class WorkerProcess:
         self.name = name or f"gt-{uuid.uuid4().hex[:8]}@%h"
         self.loglevel = loglevel
         self.extra_args = extra_args or []
-        self.log_path = Path(tempfile.mkstemp(prefix="gemini-tasks-worker-", suffix=".log")[1])
+        fd, log_path = tempfile.mkstemp(prefix="gemini-tasks-worker-", suffix=".log")
+        os.close(fd)
+        self.log_path = Path(log_path)
+        #: keep the log file after stop() (default: removed with the worker)
+        self.keep_log = False
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -123,13 +127,11 @@ class WorkerProcess:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             pass
+        if not self.keep_log:  # runs leave nothing in /tmp
+            self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> "WorkerProcess":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-        try:
-            self.log_path.unlink()
-        except OSError:
-            pass
