@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from gemini_tasks.gemini.content import plan_media
+from gemini_tasks.gemini.media_files import CHECKS_KEY, file_checks, resolve_paths
 from gemini_tasks.gemini.errors import InvalidPromptError
 from gemini_tasks.gemini.tiers import check_fallback, check_tier
 from gemini_tasks.gemini.validation import to_wire, validate_prompt
@@ -94,7 +95,12 @@ def generate_job(prompt_data: Any, *, model: str, manager: AdvancedApiKeyManager
     except InvalidPromptError as exc:
         raise InvalidPromptError(f"{where}: {exc}") from None
     metadata = prompt_data.get("metadata") or {}
+    # paths mean the caller's files: absolute from here on, with what was validated for the worker to check
+    prompt_data = resolve_paths(prompt_data)
     request = to_wire({k: v for k, v in prompt_data.items() if k != "metadata"})
+    checks = file_checks(prompt_data)
+    if checks:
+        request[CHECKS_KEY] = checks
     return {
         "v": 1, "kind": "generate", "model": model, "pool": manager.spec(), "policy": policy.to_job(),
         "request": request, "metadata": copy.deepcopy(metadata), "deadline": deadline, "tier": tier,

@@ -410,6 +410,7 @@ def to_wire(prompt_data: Mapping[str, Any]) -> dict[str, Any]:
 def from_wire(wire: Mapping[str, Any]) -> dict[str, Any]:
     """The inverse of :func:`to_wire` (``generation_config`` stays a dict; build it with ``config``)."""
     data: dict[str, Any] = dict(wire)
+    data.pop("file_checks", None)  # what the client validated (gemini.media_files): read by the worker only
     for key in BYTES_FIELDS:
         if key in data:
             data[key] = _map_single_or_list(data[key], _decode_bytes)

@@ -21,6 +21,7 @@ from google.genai import types
 
 from gemini_tasks.worker import blobs, settle
 from gemini_tasks.gemini import content as media
+from gemini_tasks.gemini import media_files
 from gemini_tasks.gemini import tts as tts_lib
 from gemini_tasks.gemini.client import get_client
 from gemini_tasks.gemini.config import build_generate_config
@@ -336,14 +337,25 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
         return result
 
 
-def _check_paths_here(request: dict[str, Any], job: dict[str, Any]) -> list[media.MediaItem]:
+def _check_paths_here(request: dict[str, Any], job: dict[str, Any],
+                      checks: dict[str, Any]) -> list[media.MediaItem]:
+    """Every path readable here and the very file the caller validated (size, and SHA-256 when small)."""
     items = media.plan_media(request)
     for item in items:
-        if item.source == "path" and not os.access(str(item.value), os.R_OK):
-            _fail(f"Persistent input error: {item.kind}_path {item.value!r} is not readable on worker host "
+        if item.source != "path":
+            continue
+        path = str(item.value)
+        if not os.access(path, os.R_OK):
+            _fail(f"Persistent input error: {item.kind}_path {path!r} is not readable on worker host "
                   f"{socket.gethostname()}. Paths must be on storage shared by the application and the workers "
                   f"(same path on every host); otherwise pass {item.kind}_bytes or {item.kind}_url.",
                   "bad_input", job)
+        expected = checks.get(path)
+        problem = media_files.mismatch(path, expected) if expected else None
+        if problem:
+            _fail(f"Persistent input error: {item.kind}_path {path!r} on worker host {socket.gethostname()} is not "
+                  f"the file the application sent: {problem}. Paths must name the same file on every host (shared "
+                  f"storage); otherwise pass {item.kind}_bytes or {item.kind}_url.", "bad_input", job)
     return items
 
 
@@ -351,7 +363,7 @@ def execute_generate(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Text generation (with audio/video parts) for one prompt."""
     request = from_wire(job["request"])
     config = build_generate_config(request.get("generation_config"))
-    items = _check_paths_here(request, job)
+    items = _check_paths_here(request, job, job["request"].get(media_files.CHECKS_KEY) or {})
     prompt_bytes = len((request.get("prompt") or "").encode())
     upload_paths = set(media.choose_uploads(items, text_bytes=prompt_bytes))
     settings = get_settings()
