@@ -36,9 +36,12 @@ worker_prefetch_multiplier = 1
 #: a call or a countdown of any length stays with its worker, and only a dead (or cut-off) worker's messages
 #: age past this. The bound on recovery after a worker is killed is about this + one sweep + one call.
 VISIBILITY_TIMEOUT = int(_s.visibility_timeout)
+from gemini_tasks.gemini.tiers import flex_timeout as _flex_timeout  # noqa: E402
 #: Hard time limit (prefork pool only; the threads pool relies on the SDK timeout instead): a request makes at
 #: most a few attempts of one call timeout each, plus uploads; unrelated to the visibility timeout now.
-task_time_limit = int(4 * _s.request_timeout + 660)
+#: Flex calls (service_tier="flex") may take GEMINI_TASKS_FLEX_TIMEOUT (default 900 s) each, so the limit counts
+#: with the longer of the two timeouts.
+task_time_limit = int(4 * max(_s.request_timeout, _flex_timeout()) + 660)
 task_soft_time_limit = task_time_limit - 30
 #: Longest countdown a task re-queues itself with (rate-limit waits): the worker holds such a message until it
 #: is due and keeps it refreshed, so this only bounds how stale a wait may get before admission is asked again.

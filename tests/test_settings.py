@@ -33,7 +33,9 @@ def test_reliability_settings_and_operator_override(tmp_path):
             " c.worker_send_task_events, c.task_send_sent_event, sorted(q.name for q in c.task_queues),"
             " c.result_expires, c.broker_url]))")
     out = run_py(code, tmp_path, {"REDIS_URL": "redis://r:1/0"})
-    assert out[:10] == ["json", ["json"], True, True, 1, 25, 1140, True, True, ["batch", "interactive"]]
+    # time limit: 4 calls of the longer of the request timeout (120 s) and the Flex timeout (900 s), + uploads
+    assert out[:10] == ["json", ["json"], True, True, 1, 25, 4260, True, True, ["batch", "interactive"]]
+    assert run_py(code, tmp_path, {"REDIS_URL": "redis://r:1/0", "GEMINI_TASKS_FLEX_TIMEOUT": "60"})[6] == 1140
     # the visibility timeout is short: live workers refresh what they hold (worker/holding.py), so the time
     # limit (4 call timeouts + uploads) no longer has to fit inside it
     assert out[10] == 86400 and out[11] == "redis://r:1/0"

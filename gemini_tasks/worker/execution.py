@@ -287,7 +287,7 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                 if waited + backoff > float(p.get("max_wait", 3600)):
                     _fail(f"Flex request shed {state['shed']} times: gave up after {waited:.0f}s (set "
                           "flex_fallback_after to fall back to the standard tier)", TRANSIENT, job, err, lease.key_id)
-                if backoff > max_sleep and deadline is None:
+                if backoff > max_sleep and deadline is None and ctx.requeue is not None:
                     ctx.requeue(job, backoff)
                 time.sleep(backoff)
                 continue
