@@ -240,20 +240,27 @@ class KeyPool:
         quota_kind: str | None = None,
         worker_cooldown: float = 0.0,
         prompt_tokens: int | None = None,
-    ) -> "ReportResult":
+        pipe: Any = None,
+    ) -> ReportResult | None:
         """Record a call's outcome and end its lease; ``prompt_tokens`` (what the API counted) corrects the
-        admission's token estimate in the project's tpm window."""
+        admission's token estimate in the project's tpm window.
+
+        With ``pipe`` (a pipeline of this pool's client) the script is only queued there (``EVALSHA``), to run in
+        the same round trip as what else the caller queues (the worker's metrics and done marker); returns None
+        then, and the caller handles a ``NoScriptError`` reply (Redis lost its scripts) by calling without it.
+        """
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}; expected one of {sorted(OUTCOMES)}")
         kind = quota_kind or "unknown"
         if kind not in QUOTA_KINDS:
             kind = "unknown"
-        status, until, counted, now = self._scripts.report(
-            keys=[self.prefix],
-            args=[lease.lease_id, lease.key_id, lease.issued_ms, outcome,
-                  -1 if retry_after is None else _ms(retry_after), kind, _ms(worker_cooldown),
-                  pacific_offset_ms(), -1 if prompt_tokens is None else max(0, int(prompt_tokens))],
-        )
+        args = [lease.lease_id, lease.key_id, lease.issued_ms, outcome,
+                -1 if retry_after is None else _ms(retry_after), kind, _ms(worker_cooldown),
+                pacific_offset_ms(), -1 if prompt_tokens is None else max(0, int(prompt_tokens))]
+        if pipe is not None:  # EVALSHA alone: a Script on a pipeline costs a SCRIPT EXISTS round trip first
+            pipe.evalsha(self._scripts.report.sha, 1, self.prefix, *args)
+            return None
+        status, until, counted, now = self._scripts.report(keys=[self.prefix], args=args)
         return ReportResult(_s(status), int(until), bool(int(counted)), int(now))
 
     def mark_sent(self, lease: Lease) -> bool:

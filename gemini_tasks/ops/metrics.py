@@ -74,17 +74,20 @@ def latency_bucket(latency_s: float) -> str:
 
 
 def record_call(pool: KeyPool, *, model: str, latency_s: float, usage: Mapping[str, Any] | None,
-                outcome: str) -> None:
+                outcome: str, pipe: Any = None) -> None:
     """Count one Gemini call in ``{pool.prefix}calls``: one pipelined round trip, never raises.
 
     Field names put the model last (``calls|<outcome>|<model>``, ``lat_le|<bucket>|<model>``,
     ``latency_sum|<model>``, ``tokens_<kind>|<model>``) so a model id can never be split wrongly.
     A metrics failure must not fail a task that already paid for its call, so errors are logged at debug.
+    With ``pipe`` the commands are only queued on that pipeline (the caller executes it).
     """
     try:
         latency_s = max(0.0, float(latency_s))
         key = pool.prefix + CALLS_HASH
-        pipe = pool.client.pipeline(transaction=False)
+        own = pipe is None
+        if own:
+            pipe = pool.client.pipeline(transaction=False)
         pipe.hincrby(key, f"calls|{outcome}|{model}", 1)
         pipe.hincrby(key, f"lat_le|{latency_bucket(latency_s)}|{model}", 1)
         pipe.hincrbyfloat(key, f"latency_sum|{model}", round(latency_s, 6))
@@ -92,7 +95,8 @@ def record_call(pool: KeyPool, *, model: str, latency_s: float, usage: Mapping[s
             count = (usage or {}).get(field)
             if isinstance(count, int) and count > 0:
                 pipe.hincrby(key, f"tokens_{kind}|{model}", count)
-        pipe.execute()
+        if own:
+            pipe.execute()
     except Exception as exc:  # noqa: BLE001 - metrics are best effort by design
         log.debug("metrics: could not record a call for pool %s: %r", getattr(pool, "pool", "?"), exc)
 

@@ -24,14 +24,18 @@ log = logging.getLogger("gemini_tasks")
 
 
 def record_usage(pool: Any, *, model: str, tier: str, usage: Mapping[str, Any] | None,
-                 fallback: bool = False) -> None:
-    """Count one answered request's tokens and estimated cost by tier (one pipelined round trip, never raises)."""
+                 fallback: bool = False, pipe: Any = None) -> None:
+    """Count one answered request's tokens and estimated cost by tier (one pipelined round trip, never raises).
+
+    With ``pipe`` the commands are only queued on that pipeline (the caller executes it)."""
     from gemini_tasks.ops.metrics import CALLS_HASH
 
     try:
         kinds = tokens_by_kind(usage)
         key = pool.prefix + CALLS_HASH
-        pipe = pool.client.pipeline(transaction=False)
+        own = pipe is None
+        if own:
+            pipe = pool.client.pipeline(transaction=False)
         pipe.hincrby(key, f"tier_requests|{tier}|{model}", 1)
         for kind, count in kinds.items():
             if count:
@@ -41,7 +45,8 @@ def record_usage(pool: Any, *, model: str, tier: str, usage: Mapping[str, Any] |
             pipe.hincrbyfloat(key, f"tier_cost|{tier}|{model}", round(cost, 12))
         if fallback:
             pipe.hincrby(key, f"flex_fallbacks|{model}", 1)
-        pipe.execute()
+        if own:
+            pipe.execute()
     except Exception as exc:  # noqa: BLE001 - metrics are best effort by design
         log.debug("metrics: could not record usage for pool %s: %r", getattr(pool, "pool", "?"), exc)
 

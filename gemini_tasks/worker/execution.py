@@ -7,6 +7,7 @@ the error-retry budget, which only transient failures (5xx, timeouts, resets) co
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from typing import Any, Callable, NoReturn
 
 from celery.utils.time import get_exponential_backoff_interval
 from google.genai import types
+from redis.exceptions import NoScriptError
 
 from gemini_tasks.worker import blobs, settle
 from gemini_tasks.gemini import content as media
@@ -98,9 +100,16 @@ _announced: set[tuple[str, int]] = set()
 _announce_lock = threading.Lock()
 
 
+_pools: dict[tuple[str, str, int], KeyPool] = {}
+
+
 def worker_pool(pool_name: str) -> KeyPool:
-    """This process's view of a pool; the first use announces the keys this host holds."""
-    pool = KeyPool(get_redis(get_settings().keys_redis_url), pool_name)
+    """This process's view of a pool (built once: a KeyPool registers six scripts, hashing each); the first use
+    announces the keys this host holds."""
+    url = get_settings().keys_redis_url
+    pool = _pools.get((pool_name, url, os.getpid()))
+    if pool is None:
+        pool = _pools[(pool_name, url, os.getpid())] = KeyPool(get_redis(url), pool_name)
     marker = (pool_name, os.getpid())
     if marker not in _announced:
         with _announce_lock:
@@ -205,6 +214,29 @@ def _admit(pool: KeyPool, secrets: dict[str, str], policy: AdmitPolicy, job: dic
         from gemini_tasks.celeryconfig import MAX_COUNTDOWN
 
         raise _Requeue(min(wait.seconds, MAX_COUNTDOWN), wait.reason) from None
+
+
+def _finish(pool: KeyPool, report: dict[str, Any], metrics: dict[str, Any] | None,
+            marker: tuple[str, str, int] | None) -> None:
+    """Report a success, write the done marker and count the call's metrics in one round trip (they were four).
+
+    The report and the marker must land: a Redis error is raised (for :mod:`settle` to retry the whole step;
+    the report is fenced by its lease, the marker is a plain SET). A metrics write may fail quietly.
+    """
+    pipe = pool.client.pipeline(transaction=False)
+    pool.report(pipe=pipe, **report)  # reply 0
+    if marker is not None:
+        pipe.set(marker[0], marker[1], ex=marker[2])  # reply 1
+    if metrics is not None:
+        record_call(pool, pipe=pipe, **metrics["call"])
+        record_usage(pool, pipe=pipe, **metrics["usage"])
+    replies = pipe.execute(raise_on_error=False)
+    if isinstance(replies[0], NoScriptError):  # Redis lost its scripts (a restart): the plain call loads it
+        pool.report(**report)
+    elif isinstance(replies[0], Exception):
+        raise replies[0]
+    if marker is not None and isinstance(replies[1], Exception):
+        raise replies[1]
 
 
 def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Lease, KeyPool], dict[str, Any]],
@@ -316,23 +348,28 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
             _fail(error_message(err), err.kind, job, err, lease.key_id)
         # Gemini has answered (and been paid): from here on nothing may cost the answer or call again
         latency = time.perf_counter() - started
-        prompt_tokens = (result.get("usage") or {}).get("prompt_token_count")
-        settle.best_effort("reporting the success to the key manager",
-                           lambda: pool.report(lease, "success", worker_cooldown=policy.worker_cooldown,
-                                               prompt_tokens=prompt_tokens), task_id=ctx.task_id)
-        record_call(pool, model=job["model"], latency_s=latency, usage=result.get("usage"), outcome="success")
-        record_usage(pool, model=job["model"], tier=result.get("tier") or "standard", usage=result.get("usage"),
-                     fallback=bool(result.get("fallback")))
-        if deliver is not None:
+        usage = result.get("usage")
+        report = {"lease": lease, "outcome": "success", "worker_cooldown": policy.worker_cooldown,
+                  "prompt_tokens": (usage or {}).get("prompt_token_count")}
+        metrics = {"call": {"model": job["model"], "latency_s": latency, "usage": usage, "outcome": "success"},
+                   "usage": {"model": job["model"], "tier": result.get("tier") or "standard", "usage": usage,
+                             "fallback": bool(result.get("fallback"))}}
+        if deliver is not None:  # slow delivery (an audio blob): free the key first, in its own round trip
+            settle.best_effort("reporting the success to the key manager",
+                               functools.partial(_finish, pool, report, metrics, None), task_id=ctx.task_id)
             result = deliver(result, lease, pool)
         # who answered comes first: Flower shows a result's repr cut at 1024 characters, and answers are long
         result = {"ok": True, "key_id": lease.key_id, "model": job["model"],
                   "latency_s": round(latency, 4), "task_id": ctx.task_id,
                   **result, "metadata": job.get("metadata") or {}}
-        marker = json.dumps(result)
-        settle.best_effort("writing the done marker",
-                           lambda: pool.client.set(done_key, marker, ex=max(1, int(ctx.result_ttl))),
-                           task_id=ctx.task_id)
+        marker = (done_key, json.dumps(result), max(1, int(ctx.result_ttl)))
+        if deliver is None:
+            settle.best_effort("reporting the success and writing the done marker",
+                               functools.partial(_finish, pool, report, metrics, marker), task_id=ctx.task_id)
+        else:
+            settle.best_effort("writing the done marker",
+                               functools.partial(pool.client.set, marker[0], marker[1], ex=marker[2]),
+                               task_id=ctx.task_id)
         log.info("task %s key %s: done in %.3fs", ctx.task_id, lease.key_id, result["latency_s"])
         return result
 
