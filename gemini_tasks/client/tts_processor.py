@@ -45,7 +45,8 @@ class GeminiTTSProcessor(AsyncTTSMixin):
 
     def __init__(self, key_manager: AdvancedApiKeyManager | None = None, model: str = "flash",
                  default_voice: str = "Kore", output_sample_rate: int = 24000, output_channels: int = 1,
-                 output_sample_width: int = 2, *, api_call_interval: float = 2.0, timeout: float = 300.0) -> None:
+                 output_sample_width: int = 2, *, api_call_interval: float = 2.0, timeout: float = 300.0,
+                 service_tier: str = "standard", flex_fallback_after: float | None = None) -> None:
         if key_manager is None:
             key_manager = (AdvancedApiKeyManager(["GEMINI_API_KEY"]) if os.environ.get("GEMINI_API_KEY")
                            else AdvancedApiKeyManager("all"))
@@ -56,8 +57,12 @@ class GeminiTTSProcessor(AsyncTTSMixin):
         self.output_channels = output_channels
         self.output_sample_width = output_sample_width
         self.timeout = timeout
+        if str(service_tier).strip().lower() == "batch":
+            raise ValueError("service_tier='batch' is not available for speech: use 'standard', 'flex' or 'priority'")
+        # flex/priority go out as GenerateContentConfig.service_tier, like text (gemini/tiers.py)
         self.policy = CallPolicy(worker_cooldown_seconds=0, api_call_interval=api_call_interval, max_workers=4,
-                                 max_wait_seconds=timeout)
+                                 max_wait_seconds=timeout, service_tier=service_tier,
+                                 flex_fallback_after=flex_fallback_after)
         self.last_error: str | None = None
 
     @staticmethod
@@ -68,7 +73,8 @@ class GeminiTTSProcessor(AsyncTTSMixin):
     def _job(self, speech: dict[str, Any], metadata: Mapping[str, Any] | None, policy: CallPolicy,
              deadline: float | None = None) -> dict[str, Any]:
         return {"v": 1, "kind": "speech", "model": self.model, "pool": self.key_manager.spec(),
-                "policy": policy.to_job(), "speech": speech, "metadata": dict(metadata or {}), "deadline": deadline}
+                "policy": policy.to_job(), "speech": speech, "metadata": dict(metadata or {}), "deadline": deadline,
+                "tier": policy.service_tier}
 
     def _single_speech(self, text: Any, voice: str | None, style_prompt: str | None) -> dict[str, Any]:
         if not isinstance(text, str) or not text.strip():

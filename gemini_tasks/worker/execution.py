@@ -449,12 +449,14 @@ def execute_speech(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     settings = get_settings()
 
     def call(client: Any, lease: Lease, pool: KeyPool) -> dict[str, Any]:
-        response = client.models.generate_content(model=job["model"], contents=prompt, config=config)
+        call_cfg = tier_calls.call_config(config, tier_calls.current_tier(job), settings.request_timeout)
+        response = client.models.generate_content(model=job["model"], contents=prompt, config=call_cfg)
+        tier_fields = tier_calls.result_fields(job, response)
         audio, mime = extract_audio(response)
         del response  # the base64 body and its decoded copy are large; keep one copy alive
         rate, channels, width, is_wav = tts_lib.parse_audio_mime(mime)
         return {"audio": audio, "mime_type": mime, "bytes": len(audio), "sample_rate": rate,
-                "channels": channels, "sample_width": width, "is_wav": is_wav}
+                "channels": channels, "sample_width": width, "is_wav": is_wav, **tier_fields}
 
     def deliver(result: dict[str, Any], lease: Lease, pool: KeyPool) -> dict[str, Any]:
         # the audio was paid for: storing it is retried, never the call
@@ -468,5 +470,5 @@ def execute_speech(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                   key_id=lease.key_id)
         return {"audio_ref": ref, **result}
 
-    return run_with_key(job, ctx, call, lease_ttl=settings.request_timeout + 60,
+    return run_with_key(job, ctx, call, lease_ttl=tier_calls.lease_seconds(job, settings.request_timeout),
                         tokens=estimate_tokens([types.Part(text=prompt)]), deliver=deliver)
