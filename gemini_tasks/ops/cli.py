@@ -515,8 +515,14 @@ def collect(group_id: str, output: Path | None, timeout: float | None) -> None:
     """Wait for a submitted batch (by its group id) and print its results in input order."""
     from gemini_tasks.client.processors import GeminiParallelProcessor
 
+    _check_redis()
     processor = GeminiParallelProcessor.__new__(GeminiParallelProcessor)  # collecting needs no key pool
-    rows = processor.collect(group_id, timeout=timeout, progress=sys.stderr.isatty())
+    try:
+        rows = processor.collect(group_id, timeout=timeout, progress=sys.stderr.isatty())
+    except KeyboardInterrupt:
+        console.print(f"interrupted: the batch keeps running on the fleet; `gemini-tasks collect {group_id}` "
+                      "collects it later (results are kept 24 h)")
+        sys.exit(130)
     lines = []
     for meta, response, error in rows:
         if hasattr(response, "model_dump"):
