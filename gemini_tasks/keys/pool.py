@@ -172,7 +172,7 @@ class KeyPool:
         return FingerprintConflict(
             f"{key_id} holds a different secret on this host (fingerprint {mine}) than the one already "
             f"registered for the pool (fingerprint {existing}). Every host must give {key_id} the same key; "
-            "if the key was rotated, re-register with replace_fingerprints=True (CLI: gemini-tasks keys --replace)."
+            "if the key was rotated, build the manager with AdvancedApiKeyManager(..., replace_fingerprints=True)."
         )
 
     def set_project_limits(self, project: str, limits: Mapping[str, Any]) -> None:

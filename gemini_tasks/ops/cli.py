@@ -117,7 +117,7 @@ def _check_redis(*urls: str) -> None:
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
-    return text if len(text) <= 300 else text[:297] + "..."
+    return text if len(text) <= 600 else text[:597] + "..."
 
 
 class _Main(click.Group):

@@ -336,3 +336,19 @@ def test_keys_watch_refreshes_one_table_in_place(worker, cli_env, manager_factor
     assert refreshes >= 2 and "\x1b[" in text and "A" in text, "the table is redrawn in place, not appended"
     assert proc.returncode in (0, -signal.SIGINT, 130)
     assert "Traceback" not in text
+
+
+def test_fingerprint_conflict_points_to_an_option_that_exists(worker, cli_env, manager_factory, tmp_path):
+    manager_factory(2, paid_keys="all", pool=cli_env["GEMINI_TASKS_POOL"])  # registers this host's secrets
+    src = tmp_path / "p.jsonl"
+    src.write_text(json.dumps("hello") + "\n")
+    rotated = dict(cli_env, GEMINI_API_KEY_1="a-rotated-secret-0123456789")
+    r = run_cli(["submit", str(src), "-o", str(tmp_path / "o.jsonl"), "--keys", "2"], rotated)
+    _one_line_error(r, "GEMINI_API_KEY_1", "replace_fingerprints=True")
+    assert "--replace" not in r.stderr and "a-rotated-secret" not in r.stderr
+    # the option named is real: a manager built with it takes the rotated secret
+    os.environ["GEMINI_API_KEY_1"], saved = "a-rotated-secret-0123456789", os.environ["GEMINI_API_KEY_1"]
+    try:
+        manager_factory(2, paid_keys="all", pool=cli_env["GEMINI_TASKS_POOL"], replace_fingerprints=True)
+    finally:
+        os.environ["GEMINI_API_KEY_1"] = saved
