@@ -78,6 +78,8 @@ class WorkerProcess:
 
         app = Celery("gemini-tasks-ping", broker=self.broker_url())
         app.conf.update(accept_content=["json"], task_serializer="json", result_serializer="json")
+        if self.broker_url().startswith("sentinel"):  # kombu needs the master's name beside the URL
+            app.conf.broker_transport_options = {"master_name": self.env.get("REDIS_SENTINEL_MASTER") or "mymaster"}
         node = self.name.replace("%h", os.uname().nodename)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
