@@ -352,3 +352,39 @@ def test_fingerprint_conflict_points_to_an_option_that_exists(worker, cli_env, m
         manager_factory(2, paid_keys="all", pool=cli_env["GEMINI_TASKS_POOL"], replace_fingerprints=True)
     finally:
         os.environ["GEMINI_API_KEY_1"] = saved
+
+
+def test_rerun_after_results_expired_submits_the_missing_again(worker, emu, cli_env, tmp_path, redis_client):
+    """The CLI was killed; by the time it is re-run, Redis has expired the run's results (result_expires)."""
+    from gemini_tasks.celery_app import app
+
+    tag = "exp-" + os.urandom(3).hex()
+    n = 12
+    src, out = tmp_path / "prompts.jsonl", tmp_path / "results.jsonl"
+    src.write_text("".join(json.dumps(f"{tag} {i}") + "\n" for i in range(n)))
+    emu.configure(latency_seconds=0.3)
+    args = ["submit", str(src), "-o", str(out), "--paid", "all", "--max-workers", "2", "--no-progress"]
+    proc = subprocess.Popen(CLI + args, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 2):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    written = len(out.read_text().splitlines())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(set(prompts_of(emu, tag))) < n:
+        time.sleep(0.2)  # the fleet finishes the batch meanwhile
+    state = [json.loads(line) for line in (tmp_path / "results.jsonl.state.jsonl").read_text().splitlines()]
+    for chunk in state:  # what result_expires does a day later: group record and results gone
+        redis_client.delete(app.backend.get_key_for_group(chunk["group"]),
+                            *[app.backend.get_key_for_task(tid) for tid, _ in chunk["tasks"]])
+    r = run_cli(args, cli_env)
+    assert r.returncode == 0, r.stderr
+    no_traceback(r.stderr)
+    assert f"{n - written} prompt(s) submitted earlier are no longer in Redis" in r.stderr, r.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["line"] for row in rows] == list(range(1, n + 1))
+    assert all(row["error"] is None and f"{tag} {row['line'] - 1}" in row["response"] for row in rows)
+    # sent again under their own task ids: the workers' done markers answer them, Gemini is not paid twice
+    assert len(prompts_of(emu, tag)) == n
