@@ -547,6 +547,7 @@ def tts(text: str, output: str, voice: str, style: str | None, model: str, keys_
     """Speak TEXT with one of the 30 voices and write a WAV file."""
     from gemini_tasks.client.tts_processor import GeminiTTSProcessor
 
+    _check_redis()
     proc = GeminiTTSProcessor(_make_manager(keys_spec, None, None), model=model, default_voice=voice)
     audio = proc.generate_speech(text, voice=voice, style_prompt=style, output_file=output)
     if audio is None:

@@ -267,7 +267,8 @@ def test_cli_errors_are_one_line_with_the_redis_url_masked(cli_env, tmp_path):
     down = dict(cli_env, REDIS_URL=f"redis://:hunter2secret@127.0.0.1:{port}/0")
     src = tmp_path / "p.jsonl"
     src.write_text(json.dumps("hello") + "\n")
-    for args in (["keys"], ["keys", "--json"], ["submit", str(src), "-o", str(tmp_path / "o.jsonl")]):
+    for args in (["keys"], ["keys", "--json"], ["submit", str(src), "-o", str(tmp_path / "o.jsonl")],
+                 ["tts", "hello", "-o", str(tmp_path / "x.wav")], ["collect", "some-batch"]):
         t0 = time.monotonic()
         r = run_cli(args, down, timeout=60)
         assert time.monotonic() - t0 < 20
