@@ -92,6 +92,8 @@ class Settings:
     metrics_pools: str | None = None
     #: ``gemini-tasks`` shows tracebacks of unexpected errors (``GEMINI_TASKS_DEBUG=1``).
     debug: bool = False
+    #: worker call lines include the start of the prompt and of the answer (``GEMINI_TASKS_LOG_CONTENT=1``)
+    log_content: bool = False
     key_names: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -135,6 +137,7 @@ def load_settings() -> Settings:
         metrics_addr=os.environ.get("GEMINI_TASKS_METRICS_ADDR") or "0.0.0.0",
         metrics_pools=os.environ.get("GEMINI_TASKS_METRICS_POOLS") or None,
         debug=(os.environ.get("GEMINI_TASKS_DEBUG") or "").strip().lower() not in ("", "0", "false", "no"),
+        log_content=(os.environ.get("GEMINI_TASKS_LOG_CONTENT") or "").strip().lower() not in ("", "0", "false", "no"),
         key_names=tuple(key_env_names()),
     )
 

@@ -81,6 +81,10 @@ class TaskFailed(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def __repr__(self) -> str:
+        # what Celery's log line shows: the kind and the message, never the metadata the info carries
+        return f"TaskFailed({self.info.get('kind')!r}, {self.message[:300]!r})"
+
 
 @dataclass
 class JobContext:
@@ -239,6 +243,26 @@ def _finish(pool: KeyPool, report: dict[str, Any], metrics: dict[str, Any] | Non
         raise replies[1]
 
 
+def _log_call(level: int, ctx: JobContext, lease: Lease, job: dict[str, Any], outcome: str, latency: float,
+              usage: dict[str, Any] | None, note: str) -> None:
+    """The one line a call writes: task, key id, model, outcome, latency, tokens in/out (and a note)."""
+    tokens = ""
+    if usage:
+        tokens = f" tokens={usage.get('prompt_token_count') or 0}/{usage.get('candidates_token_count') or 0}"
+    log.log(level, "call task=%s key=%s model=%s outcome=%s latency=%.3fs%s%s", ctx.task_id, lease.key_id,
+            job["model"], outcome, latency, tokens, f": {note}" if note else "")
+
+
+def _content_note(job: dict[str, Any], result: dict[str, Any]) -> str:
+    """The start of the prompt and of the answer, for GEMINI_TASKS_LOG_CONTENT=1 only."""
+    prompt = (job.get("request") or {}).get("prompt") or (job.get("speech") or {}).get("prompt") or ""
+    answer = result.get("text")
+    note = f"prompt={prompt[:200]!r}"
+    if isinstance(answer, str):
+        note += f" answer={answer[:200]!r}"
+    return note
+
+
 def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Lease, KeyPool], dict[str, Any]],
                  *, lease_ttl: float, tokens: int = 0,
                  deliver: Callable[[dict[str, Any], Lease, KeyPool], dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -290,7 +314,7 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
             if ctx.requeue is None:  # called directly (no broker): wait here instead
                 time.sleep(again.countdown)
                 continue
-            log.info("task %s: next admission in %.1fs (%s); re-queued", ctx.task_id, again.countdown,
+            log.debug("task %s: next admission in %.1fs (%s); re-queued", ctx.task_id, again.countdown,
                      again.reason)
             ctx.requeue(job, again.countdown)
         except NoUsableKeys as exc:
@@ -312,7 +336,8 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
             shed = tier_calls.shed_error(job, err.code)
             record_call(pool, model=job["model"], latency_s=time.perf_counter() - started, usage=None,
                         outcome="shed" if shed else err.kind)
-            log.warning("task %s key %s: %s", ctx.task_id, lease.key_id, error_message(err))
+            _log_call(logging.WARNING, ctx, lease, job, "shed" if shed else err.kind, time.perf_counter() - started,
+                      None, error_message(err))
             if shed:  # a shed Flex request: retried on Flex with backoff, outside the error-retry budget
                 backoff = tier_calls.on_shed(job)
                 waited = time.time() - state["first_seen"]
@@ -370,7 +395,8 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
             settle.best_effort("writing the done marker",
                                functools.partial(pool.client.set, marker[0], marker[1], ex=marker[2]),
                                task_id=ctx.task_id)
-        log.info("task %s key %s: done in %.3fs", ctx.task_id, lease.key_id, result["latency_s"])
+        _log_call(logging.INFO, ctx, lease, job, "success", latency, result.get("usage"),
+                  _content_note(job, result) if settings.log_content else "")
         return result
 
 

@@ -6,6 +6,7 @@ Flower and the routing table tell them apart; the bodies are the same.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any, NoReturn
@@ -13,7 +14,8 @@ from typing import Any, NoReturn
 from celery import Task
 
 from gemini_tasks.celery_app import app
-from gemini_tasks.worker.execution import JobContext, execute_generate, execute_speech
+from gemini_tasks.worker import logs
+from gemini_tasks.worker.execution import JobContext, TaskFailed, execute_generate, execute_speech
 from gemini_tasks.client.jobs import describe_job
 
 
@@ -35,6 +37,33 @@ def _context(task: Task) -> JobContext:
     return JobContext(task_id=request.id, requeue=requeue, result_ttl=_result_ttl(task.app))
 
 
+logs.quiet_success_line()  # Celery's success line never carries the answer, whoever started this worker
+
+log = logging.getLogger("gemini_tasks")
+
+
+def _expected(fn: Any) -> Any:
+    """A request that ends in a :class:`TaskFailed` is an expected outcome: one WARNING line, no traceback.
+
+    Failures of a call were logged with the call; the others (an exhausted wait, bad input, no usable key) are
+    logged here. Celery itself logs it at INFO as "raised expected" (``throws`` below), without a traceback.
+    """
+    def run(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+        try:
+            return fn(job, ctx)
+        except TaskFailed as exc:
+            if not exc.info.get("key_id"):
+                log.warning("request task=%s model=%s outcome=%s: %s", ctx.task_id, job.get("model"),
+                            exc.info.get("kind"), exc.message)
+            raise
+
+    return run
+
+
+_generate = _expected(execute_generate)
+_speech = _expected(execute_speech)
+
+
 def _result_ttl(app: Any) -> float:
     """How long a done marker lives: as long as results (``result_expires``), and never less than twice the
     visibility timeout, since a message whose acknowledgement was lost comes back after that long."""
@@ -44,24 +73,24 @@ def _result_ttl(app: Any) -> float:
     return max(seconds, 2 * visibility)
 
 
-@app.task(bind=True, name="gemini_tasks.generate_batch", max_retries=None)
+@app.task(bind=True, name="gemini_tasks.generate_batch", max_retries=None, throws=(TaskFailed,))
 def generate_batch(self: Task, job: dict[str, Any]) -> dict[str, Any]:
-    return execute_generate(job, _context(self))
+    return _generate(job, _context(self))
 
 
-@app.task(bind=True, name="gemini_tasks.generate_interactive", max_retries=None)
+@app.task(bind=True, name="gemini_tasks.generate_interactive", max_retries=None, throws=(TaskFailed,))
 def generate_interactive(self: Task, job: dict[str, Any]) -> dict[str, Any]:
-    return execute_generate(job, _context(self))
+    return _generate(job, _context(self))
 
 
-@app.task(bind=True, name="gemini_tasks.speech_batch", max_retries=None)
+@app.task(bind=True, name="gemini_tasks.speech_batch", max_retries=None, throws=(TaskFailed,))
 def speech_batch(self: Task, job: dict[str, Any]) -> dict[str, Any]:
-    return execute_speech(job, _context(self))
+    return _speech(job, _context(self))
 
 
-@app.task(bind=True, name="gemini_tasks.speech_interactive", max_retries=None)
+@app.task(bind=True, name="gemini_tasks.speech_interactive", max_retries=None, throws=(TaskFailed,))
 def speech_interactive(self: Task, job: dict[str, Any]) -> dict[str, Any]:
-    return execute_speech(job, _context(self))
+    return _speech(job, _context(self))
 
 
 TASKS = {
