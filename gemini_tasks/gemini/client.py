@@ -18,6 +18,7 @@ calls in flight per key and reopened a connection for most calls above 20.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import threading
@@ -91,11 +92,43 @@ class _Entry:
     api_version: str
 
 
+#: Most connections one client's pool holds. httpcore scans every connection of a pool under its lock for each
+#: request, so one pool of 1,000 connections made a call cost ~1 ms of CPU more at 2,000 slots; larger slot
+#: counts get several clients per key (shards), each slot keeping to one of them.
+MAX_POOL = 64
+
+
+def shard_layout(slots: int | None) -> tuple[int, int | None]:
+    """(clients per key, connections per client) for ``slots`` calls in flight per process."""
+    if slots is None:
+        return 1, None
+    shards = max(1, -(-slots // MAX_POOL))
+    return shards, -(-slots // shards) + 4  # a few spare: never a cap below what the slots of a shard need
+
+
+_shard_counter = itertools.count()
+_thread_shard = threading.local()
+
+
+def _my_shard(shards: int) -> int:
+    """This thread's (or greenlet's) shard, given round-robin on its first call and kept after."""
+    if shards == 1:
+        return 0
+    mine = getattr(_thread_shard, "n", None)
+    if mine is None:
+        mine = _thread_shard.n = next(_shard_counter)
+    return mine % shards
+
+
 class ClientCache:
-    """Clients keyed by ``(key id, os.getpid())``; rebuilt when the secret, timeout or version changes."""
+    """Clients keyed by ``(key id, os.getpid(), shard)``; rebuilt when the secret, timeout or version changes.
+
+    A worker with many slots gets several clients per key (:func:`shard_layout`); each slot always uses the same
+    one, so its connection stays alive between calls.
+    """
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, int], _Entry] = {}
+        self._entries: dict[tuple[str, int, int], _Entry] = {}
         self._lock = threading.Lock()
         ref = weakref.ref(self)
 
@@ -107,8 +140,9 @@ class ClientCache:
         os.register_at_fork(after_in_child=_reset_lock_in_child)
 
     def get(self, key_id: str, api_key: str, *, timeout_s: float, api_version: str = "v1beta") -> genai.Client:
-        """The client for ``key_id`` in this process, built on first use."""
-        slot = (key_id, os.getpid())
+        """The client for ``key_id`` in this process (and this slot's shard), built on first use."""
+        shards, per_client = shard_layout(slots_per_process())
+        slot = (key_id, os.getpid(), _my_shard(shards))
         fingerprint = _fingerprint(api_key)
         with self._lock:
             entry = self._entries.get(slot)
@@ -119,7 +153,7 @@ class ClientCache:
             ):
                 return entry.client
             stale = entry
-            client = make_client(api_key, timeout_s=timeout_s, api_version=api_version)
+            client = make_client(api_key, timeout_s=timeout_s, api_version=api_version, slots=per_client)
             self._entries[slot] = _Entry(client, fingerprint, timeout_s, api_version)
         if stale is not None:
             logger.info("rebuilding the Gemini client for %s (secret or options changed)", key_id)
@@ -127,24 +161,26 @@ class ClientCache:
         return client
 
     def discard(self, key_id: str) -> None:
-        """Close and forget this process's client for ``key_id`` (e.g. after the key was rejected)."""
+        """Close and forget this process's clients for ``key_id`` (e.g. after the key was rejected)."""
+        pid = os.getpid()
         with self._lock:
-            entry = self._entries.pop((key_id, os.getpid()), None)
-        if entry is not None:
+            gone = [slot for slot in self._entries if slot[0] == key_id and slot[1] == pid]
+            entries = [self._entries.pop(slot) for slot in gone]
+        for entry in entries:
             _close_quietly(entry.client)
 
     def close_all(self) -> None:
         """Close this process's clients (those inherited from a parent process are left alone)."""
         pid = os.getpid()
         with self._lock:
-            mine = [e for (k, p), e in self._entries.items() if p == pid]
+            mine = [e for slot, e in self._entries.items() if slot[1] == pid]
             self._entries = {slot: e for slot, e in self._entries.items() if slot[1] != pid}
         for entry in mine:
             _close_quietly(entry.client)
 
     def __len__(self) -> int:
         pid = os.getpid()
-        return sum(1 for (_, p) in self._entries if p == pid)
+        return sum(1 for slot in self._entries if slot[1] == pid)
 
 
 def _close_quietly(client: genai.Client) -> None:

@@ -16,7 +16,8 @@ At worker start (Celery's ``worker_init`` signal, before any pool or connection 
 * records the slots per process (``-c`` for threads/gevent/eventlet, 1 for a prefork child or solo) in
   :mod:`gemini_tasks.pools`, which the SDK clients and the key manager's Redis clients size their pools from;
 * sizes Celery's own pools (``broker_pool_limit``, the Redis transport's ``max_connections``,
-  ``redis_max_connections`` of the result backend) to at least the slots plus a margin.
+  ``redis_max_connections`` of the result backend) to at least the slots plus a margin, and shares one result
+  backend between a process's threads (``result_backend_thread_safe``; Celery builds one per thread otherwise).
 """
 
 from __future__ import annotations
@@ -126,6 +127,14 @@ def configure_celery(conf: Any, slots: int) -> None:
         conf.redis_max_connections = need
 
 
+def share_result_backend(conf: Any) -> None:
+    """One result backend per worker process instead of one per thread (Celery's default): with 2,000 threads
+    that was 2,000 backends, each with its own Redis connection pool, built as each thread first stored a
+    result. A worker's tasks only store results (they never wait on one: Celery forbids it), which redis-py's
+    pooled client does safely from any thread."""
+    conf.result_backend_thread_safe = True
+
+
 #: What the worker decided at ``worker_init``, logged once Celery has set up logging (``celeryd_after_setup``).
 _pending: list[tuple[int, str]] = []
 
@@ -139,6 +148,8 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     sender.concurrency = concurrency
     set_slots(slots)
     configure_celery(sender.app.conf, slots)
+    if pool in SHARED_POOLS:
+        share_result_backend(sender.app.conf)
     if problem:
         _pending.append((logging.ERROR, problem))
     summary = (f"worker capacity: {slots} slot(s) per process ({pool} pool, concurrency {concurrency}); "

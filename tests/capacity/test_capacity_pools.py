@@ -24,6 +24,7 @@ def test_one_key_holds_every_slot_in_flight(stack, emu):
                                 "max_workers": slots, "timeout": 90,
                                 "prompts": [{"prompt": f"p{i}", "metadata": {"i": i}} for i in range(slots)]})
         log = worker.log_path.read_text(errors="replace")
+        redis_clients = len(__import__("redis").Redis.from_url(stack.redis_url).client_list())
     results = out["results"]
     assert [r["metadata"]["i"] for r in results] == list(range(slots))
     assert [r["error"] for r in results if r["error"]] == []
@@ -35,6 +36,8 @@ def test_one_key_holds_every_slot_in_flight(stack, emu):
     ports = {e.get("client_port") for e in entries if e.get("endpoint") == "generateContent"}
     assert len(ports) <= slots
     assert f"worker capacity: {slots} slot(s) per process (threads pool" in log
+    # one result backend for the process, not one per thread: 93 Redis connections here, 297 with one per thread
+    assert redis_clients < slots, f"{redis_clients} Redis connections for {slots} slots"
 
 
 def test_concurrency_beyond_the_open_files_limit_is_capped_with_a_log_line(stack, emu):

@@ -200,3 +200,34 @@ def test_hang_becomes_a_transient_timeout(fake_gemini):
     assert (err.kind, err.status) == ("transient", "DEADLINE_EXCEEDED")
     assert isinstance(to_api_core(err), core.DeadlineExceeded)
     c.close()
+
+
+def test_many_slots_share_several_clients_per_key_each_slot_keeping_its_own(monkeypatch):
+    """2,000 slots: 32 clients per key of at most 67 connections (httpcore scans a pool per request); one slot
+    always gets the same client, so its keep-alive connection is reused."""
+    import threading
+
+    from gemini_tasks import pools
+    from gemini_tasks.gemini.client import ClientCache, shard_layout
+
+    assert shard_layout(None) == (1, None)
+    assert shard_layout(8) == (1, 12)
+    assert shard_layout(2000) == (32, 67)
+    monkeypatch.setattr(pools, "_slots", 200)
+    cache = ClientCache()
+    got: dict[int, list] = {}
+
+    def slot(i: int) -> None:
+        got[i] = [cache.get("GEMINI_API_KEY_1", "secret-one-abcdefgh", timeout_s=5) for _ in range(3)]
+
+    threads = [threading.Thread(target=slot, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(a is b is c for a, b, c in got.values())
+    clients = {id(v[0]) for v in got.values()}
+    assert len(clients) == 4 == len(cache)
+    limits = next(iter(got.values()))[0]._api_client._httpx_client._transport._pool
+    assert limits._max_connections == 54 and limits._max_keepalive_connections == 54
+    cache.close_all()
