@@ -41,7 +41,7 @@ class AsyncSingleMixin:
         Raises ``RuntimeError`` before ``start()``, ``TimeoutError`` after ``timeout`` seconds (the request is
         cancelled), ``ValueError`` for bad input. Cancelling the awaiting task cancels the request.
         """
-        from gemini_tasks.client.jobs import describe_job, generate_job
+        from gemini_tasks.client.jobs import describe_job, generate_job, require_sync_tier
         from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE, raise_if_timed_out, to_result_tuple
 
         self_: Any = self
@@ -49,8 +49,8 @@ class AsyncSingleMixin:
             raise RuntimeError("Workers are not running. Call start() first.")
         timeout = _check_timeout(timeout)
         deadline = None if timeout is None else time.time() + timeout + STREAM_DEADLINE_GRACE
-        job = generate_job(prompt_data, model=self_.model_name, manager=self_.key_manager, policy=self_.policy,
-                           deadline=deadline)
+        job = require_sync_tier(generate_job(prompt_data, model=self_.model_name, manager=self_.key_manager,
+                                             policy=self_.policy, deadline=deadline))
         expires = None if timeout is None else timeout + STREAM_DEADLINE_GRACE
         task_id = uuid.uuid4().hex
         task = self_._task()
@@ -125,6 +125,15 @@ class AsyncBatchMixin:
         if not prompts:
             return []
         handle = await run_blocking(self_.submit, prompts)  # validates every prompt first, then enqueues
+        from gemini_tasks.keys.tier_batches import is_tier_batch
+
+        if is_tier_batch(handle.group_id):  # service_tier="batch": the Gemini Batch API (client/batch_api.py)
+            try:
+                # a long wait (jobs take minutes to hours): a thread of its own, not the short-call pool
+                return await asyncio.to_thread(self_.collect, handle, timeout=timeout, progress=progress or False)
+            except asyncio.CancelledError:
+                run_in_background(self_.cancel, handle)
+                raise
         res = GroupResult.restore(handle.group_id, app=app)
         assert res is not None
         ids = [r.id for r in res.results]

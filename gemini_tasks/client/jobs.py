@@ -107,6 +107,14 @@ def generate_job(prompt_data: Any, *, model: str, manager: AdvancedApiKeyManager
     }
 
 
+def require_sync_tier(job: dict[str, Any]) -> dict[str, Any]:
+    """A single (streaming) request cannot use the asynchronous Batch API: ValueError before enqueueing."""
+    if job.get("tier") == "batch":
+        raise ValueError("service_tier 'batch' is asynchronous (the Gemini Batch API): use it with "
+                         "GeminiParallelProcessor; a single request takes 'standard', 'flex' or 'priority'")
+    return job
+
+
 def prompt_tier(prompt_data: Any, policy: CallPolicy, where: str = "prompt_data") -> str:
     """The tier of one prompt: its own ``service_tier`` key, else the processor's. ValueError if unknown."""
     if isinstance(prompt_data, dict) and prompt_data.get("service_tier") is not None:

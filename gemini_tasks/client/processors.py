@@ -21,7 +21,15 @@ from gemini_tasks.celery_app import app
 from gemini_tasks.client.aio import AsyncBatchMixin, AsyncSingleMixin
 from gemini_tasks.worker.execution import DEADLINE_GRACE, TaskFailed
 from gemini_tasks.client.publish import publish_group
-from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model, describe_job, generate_job, validate_batch
+from gemini_tasks.client.jobs import (
+    CallPolicy,
+    check_manager,
+    check_model,
+    describe_job,
+    generate_job,
+    require_sync_tier,
+    validate_batch,
+)
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
 from gemini_tasks.gemini.pricing import UsageSummary, check_table
 from gemini_tasks.client import batch_api
@@ -299,6 +307,9 @@ class GeminiStreamingProcessor(AsyncSingleMixin, _Processor):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("strip", False)  # the original's streaming mode returned response.text unstripped
+        if str(kwargs.get("service_tier", "standard")).strip().lower() == "batch":
+            raise ValueError("service_tier 'batch' is asynchronous (the Gemini Batch API): use GeminiParallelProcessor; "
+                             "the streaming processor takes 'standard', 'flex' or 'priority'")
         super().__init__(*args, **kwargs)
         self._running = False
         self._lock = threading.Lock()
@@ -335,8 +346,8 @@ class GeminiStreamingProcessor(AsyncSingleMixin, _Processor):
         # the worker gives up a little after the caller; the caller's cancel flag (set when it times out)
         # is what stops a late admission, so the caller always sees TimeoutError rather than a race
         deadline = None if timeout is None else time.time() + float(timeout) + STREAM_DEADLINE_GRACE
-        job = generate_job(prompt_data, model=self.model_name, manager=self.key_manager, policy=self.policy,
-                           deadline=deadline)
+        job = require_sync_tier(generate_job(prompt_data, model=self.model_name, manager=self.key_manager,
+                                             policy=self.policy, deadline=deadline))
         expires = None if timeout is None else float(timeout) + STREAM_DEADLINE_GRACE
         res = self._task().apply_async(args=[job], queue=self.queue, expires=expires, argsrepr=describe_job(job))
         metadata = dict(prompt_data.get("metadata") or {})

@@ -181,3 +181,22 @@ def test_metrics_count_tokens_and_cost_by_tier(make, emu_projects, pool_name, fl
         assert value(reg, "gemini_tasks_tier_tokens_total", tier=tier, kind="prompt") > 0
         assert value(reg, "gemini_tasks_tier_tokens_total", tier=tier, kind="output") > 0
         assert value(reg, "gemini_tasks_estimated_cost_usd_total", tier=tier) > before[tier]
+
+
+def test_async_batch_tier_and_single_requests_refuse_it(make, emu_projects, manager_factory):
+    import asyncio
+
+    from gemini_tasks import GeminiStreamingProcessor
+
+    proc = make()
+    results = asyncio.run(proc.aprocess_prompts([{"prompt": f"B9 {i}"} for i in range(3)], timeout=60))
+    assert [("B9 %d" % i) in text for i, (_, text, _) in enumerate(results)] == [True] * 3
+    with pytest.raises(ValueError, match="asynchronous"):
+        GeminiStreamingProcessor(manager_factory(4), "gemini-2.5-flash", service_tier="batch")
+    sp = GeminiStreamingProcessor(manager_factory(4), "gemini-2.5-flash")
+    sp.start()
+    try:
+        with pytest.raises(ValueError, match="asynchronous"):
+            sp.process_single({"prompt": "B9 single", "service_tier": "batch"}, timeout=5)
+    finally:
+        sp.stop()
