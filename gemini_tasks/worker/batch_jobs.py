@@ -280,6 +280,11 @@ def step(group_id: str, n: int, requeue: Requeue) -> dict[str, Any]:
                 record_usage(pool, model=meta["model"], tier="batch", usage=value.get("usage"))
         record.update_part(n, state=DONE, job_state=state, stats=stats)
         log.info("batch %s part %d: job %s SUCCEEDED, %d answers stored", group_id, n, job_name, len(results))
+        if part.get("input_file"):  # the JSONL input counts against the project's Files storage until deleted
+            try:
+                client.files.delete(name=part["input_file"])
+            except Exception as exc:  # noqa: BLE001 - best effort: it expires on its own after 48 h
+                log.info("batch %s part %d: could not delete %s: %r", group_id, n, part["input_file"], exc)
         return {"state": DONE, "job": job_name, "answers": len(results)}
     attempts = int(part.get("attempts", 1))
     if attempts <= int(meta.get("max_resubmits", 2)):

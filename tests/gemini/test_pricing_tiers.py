@@ -65,3 +65,17 @@ def test_usage_summary():
     assert s.requests == {"flex": 1, "standard": 1} and s.shed == 2 and s.fallbacks == 1
     assert s.cost_usd == pytest.approx(s.standard_cost() * 0.75)
     assert "0.75x standard" in s.line()
+
+
+def test_plan_parts_one_slice_per_project_cut_to_the_job_limit():
+    from gemini_tasks.client.batch_api import check_options, plan_parts
+
+    projects = {"p2": ["K3"], "p1": ["K1", "K2"]}
+    parts = plan_parts(list(range(7)), projects, max_per_job=3)
+    assert [(p["project"], p["indices"]) for p in parts] == [
+        ("p1", [0, 1, 2]), ("p1", [3]), ("p2", [4, 5, 6])]
+    assert parts[0]["keys"] == ["K1", "K2"]
+    assert plan_parts([], projects, 3) == []
+    assert check_options({"poll_interval": 1})["max_resubmits"] == 2
+    with pytest.raises(ValueError, match="unknown option"):
+        check_options({"pol_interval": 1})

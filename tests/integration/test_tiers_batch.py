@@ -114,7 +114,8 @@ def test_jsonl_file_input_beyond_the_inline_limit_and_media_upload_in_the_job_pr
     uploads = [f for f in files if f["mime_type"].startswith("audio/")]
     job_of_audio = [b for b in jobs if b["project"] == uploads[0]["project"]]
     assert len(uploads) == 1 and job_of_audio  # uploaded in the project of the job that used it
-    assert any(f["mime_type"] == "jsonl" for f in files)
+    assert not any(f["mime_type"] == "jsonl" for f in files)  # the JSONL inputs were deleted once read
+    assert len([e for e in emu.log() if e.get("endpoint") == "files.delete"]) == len(jobs)
 
 
 def test_submit_then_collect_from_another_process(make, emu_projects, fleet_env, pool_name):
@@ -174,13 +175,16 @@ def test_metrics_count_tokens_and_cost_by_tier(make, emu_projects, pool_name, fl
     reg = make_registry([pool_name], client=get_redis(get_settings().keys_redis_url))
     before = {t: value(reg, "gemini_tasks_estimated_cost_usd_total", tier=t) for t in ("batch", "flex")}
     make().process_prompts([{"prompt": f"B8 {i}"} for i in range(3)], timeout=60)
-    make(service_tier="flex").process_prompts([{"prompt": f"B8 flex {i}"} for i in range(3)], timeout=60)
+    emu_projects.add_fault(action="shed", service_tier="flex", prompt_contains="B8 flex", times=2)
+    make(service_tier="flex", flex_retry_backoff=0.05).process_prompts([{"prompt": f"B8 flex {i}"} for i in range(3)],
+                                                                      timeout=60)
     reg = make_registry([pool_name], client=get_redis(get_settings().keys_redis_url))
     for tier in ("batch", "flex"):
         assert value(reg, "gemini_tasks_tier_requests_total", tier=tier) >= 3
         assert value(reg, "gemini_tasks_tier_tokens_total", tier=tier, kind="prompt") > 0
         assert value(reg, "gemini_tasks_tier_tokens_total", tier=tier, kind="output") > 0
         assert value(reg, "gemini_tasks_estimated_cost_usd_total", tier=tier) > before[tier]
+    assert value(reg, "gemini_tasks_calls_total", outcome="shed") >= 2
 
 
 def test_async_batch_tier_and_single_requests_refuse_it(make, emu_projects, manager_factory):
