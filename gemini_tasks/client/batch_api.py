@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from celery.result import GroupResult
+
 from gemini_tasks.celery_app import app
 from gemini_tasks.gemini.pricing import UsageSummary
 from gemini_tasks.keys.redis_conn import get_redis

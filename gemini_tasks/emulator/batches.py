@@ -42,10 +42,10 @@ from aiohttp import web
 
 from . import tts, wire
 from .content import summarize, text_tokens
-from .shared_state import Emulator
 from .faults import RequestFacts, _matches
 from .files import StoredFile, advance
 from .generate import _answer_text, _usage, json_response
+from .shared_state import Emulator
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"})
 BATCH_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
@@ -277,7 +277,7 @@ def _answer(emu: Emulator, job: BatchJob, item: Item) -> dict[str, Any]:
         chars = sum(len(t) for t in summary.texts)
         seconds = tts.duration_for(chars, cfg)
         data, _n = tts.synthesize(seconds, cfg["tts_mime"], voices)
-        part = {"inlineData": {"mimeType": cfg["tts_mime"], "data": data.decode("ascii")}}
+        part: dict[str, Any] = {"inlineData": {"mimeType": cfg["tts_mime"], "data": data.decode("ascii")}}
         usage = _usage(summary, tts.audio_tokens(seconds), "AUDIO")
     else:
         text = _answer_text(job.model, summary, gen, cfg["echo_max_chars"])

@@ -19,8 +19,8 @@ import asyncio
 from typing import Any
 
 from . import wire
-from .shared_state import Emulator
 from .faults import Rule
+from .shared_state import Emulator
 
 TIERS = ("standard", "flex", "priority")
 _ALIASES = {

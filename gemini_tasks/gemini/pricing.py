@@ -14,9 +14,10 @@ Kinds: ``prompt`` (input tokens not served from cache), ``cached`` (input served
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 #: model id prefix -> USD per 1M tokens; the longest matching prefix wins.
 DEFAULT_PRICES: dict[str, dict[str, float]] = {

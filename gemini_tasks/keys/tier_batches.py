@@ -14,7 +14,8 @@ Every record expires ``ttl`` seconds after its last write (default 24 h, the res
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import redis
 
@@ -56,7 +57,7 @@ class TierBatchRecord:
         return self.base + "cancel"
 
     # -- meta
-    def create(self, meta: Mapping[str, Any], parts: list[Mapping[str, Any]]) -> None:
+    def create(self, meta: Mapping[str, Any], parts: Sequence[Mapping[str, Any]]) -> None:
         pipe = self.client.pipeline(transaction=True)
         pipe.set(self.meta_key, json.dumps({**meta, "parts": len(parts)}), ex=self.ttl)
         for n, part in enumerate(parts):

@@ -14,7 +14,8 @@ Shed Flex calls are counted by ``record_call`` as calls with outcome ``shed``.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
 

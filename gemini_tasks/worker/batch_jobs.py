@@ -24,12 +24,12 @@ import logging
 import os
 import socket
 import time
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from celery.exceptions import Retry
-from google.genai import _common
+from google.genai import _common, types
 from google.genai import batches as sdk_batches
-from google.genai import types
 
 from gemini_tasks.gemini import content as media
 from gemini_tasks.gemini.classification import classify
