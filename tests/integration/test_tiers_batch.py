@@ -204,3 +204,56 @@ def test_async_batch_tier_and_single_requests_refuse_it(make, emu_projects, mana
             sp.process_single({"prompt": "B9 single", "service_tier": "batch"}, timeout=5)
     finally:
         sp.stop()
+
+
+def test_a_redelivered_step_never_creates_a_second_job(emu_projects, fleet_env, manager_factory):
+    """The step is at-least-once (acks_late): a second copy while the first creates waits, and a copy after the
+    job exists only polls it."""
+    import time
+    import uuid
+
+    from celery.exceptions import Retry
+
+    from gemini_tasks.client.jobs import CallPolicy, generate_job
+    from gemini_tasks.keys.redis_conn import get_redis
+    from gemini_tasks.keys.tier_batches import TierBatchRecord
+    from gemini_tasks.settings import get_settings
+    from gemini_tasks.worker.batch_jobs import DONE, step
+
+    emu = emu_projects
+    m = manager_factory(4, paid_keys="all", projects=PROJECTS)
+    policy = CallPolicy(service_tier="batch")
+    jobs = [generate_job({"prompt": f"B10 {i}"}, model="gemini-2.5-flash", manager=m, policy=policy) for i in range(2)]
+    gid = f"tb-{uuid.uuid4().hex}"
+    record = TierBatchRecord(get_redis(get_settings().keys_redis_url), gid)
+    record.create({"model": "gemini-2.5-flash", "pool": m.spec(), "total": 2, "jobs": {"0": jobs[0], "1": jobs[1]},
+                   "batch_indices": [0, 1], "sync_indices": [], "poll_interval": 0.1, "max_resubmits": 2},
+                  [{"project": "proj-1", "keys": ["GEMINI_API_KEY_1", "GEMINI_API_KEY_2"], "indices": [0, 1],
+                    "attempts": 0}])
+    countdowns = []
+
+    def requeue(countdown):
+        countdowns.append(countdown)
+        raise Retry()
+
+    assert record.claim_create(0, 60)  # another copy is creating the job right now
+    with pytest.raises(Retry):
+        step(gid, 0, requeue)
+    assert emu.batches() == []
+    record.release_create(0)
+    with pytest.raises(Retry):
+        step(gid, 0, requeue)  # creates the job
+    with pytest.raises(Retry):
+        step(gid, 0, requeue)  # a redelivered copy: polls the same job
+    assert len(emu.batches()) == 1 and record.part(0)["attempts"] == 1
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            out = step(gid, 0, requeue)
+            break
+        except Retry:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert out["state"] == DONE and len(emu.batches()) == 1
+    assert [r["ok"] for _, r in sorted(record.results().items())] == [True, True]
+    assert step(gid, 0, requeue) == {"state": DONE}  # a late copy after the end does nothing
