@@ -129,6 +129,7 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
         peer = transport.get_extra_info("peername")
         if peer:
             entry["client_port"] = peer[1]  # identifies the TCP connection: keep-alive is visible
+            entry["client_addr"] = peer[0]  # which host called (multi-host tests in network namespaces)
     server_timeout = request.headers.get("X-Server-Timeout")
     if server_timeout is not None:
         entry["server_timeout"] = server_timeout  # the SDK sends ceil(timeout seconds)

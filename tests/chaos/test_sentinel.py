@@ -36,10 +36,10 @@ def test_master_sigkilled_mid_batch_every_prompt_answered(stack, sentinel_group)
         manager = AdvancedApiKeyManager(KEY_IDS, paid_keys="all", redis_url=group.url, pool="s" + str(time.time_ns()))
         proc = GeminiParallelProcessor(manager, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0,
                                        max_workers=8)
-        n = 40
+        n = 24
         prompts = [{"prompt": f"sent-{i:03d}", "metadata": {"i": i}} for i in range(n)]
         handle = proc.submit(prompts)
-        wait_for(lambda: len(generate_calls(ctl.log())) >= 10, 60, interval=0.05, what="a quarter answered")
+        wait_for(lambda: len(generate_calls(ctl.log())) >= 6, 60, interval=0.05, what="a quarter answered")
         old = group.master_port()
         group.kill_master()
         killed = time.monotonic()

@@ -10,7 +10,7 @@ import time
 
 from chaos_stack import KEY_IDS, generate_calls, prompt_of, record_figures, wait_for
 
-CALL = 8.0
+CALL = 5.0
 
 
 def test_sigterm_finishes_the_call_in_flight_and_hands_back_the_rest(stack):
