@@ -20,6 +20,7 @@ from google.genai import types
 from gemini_tasks.celery_app import app
 from gemini_tasks.client.aio import AsyncBatchMixin, AsyncSingleMixin
 from gemini_tasks.worker.execution import DEADLINE_GRACE, TaskFailed
+from gemini_tasks.client import quiet_exit
 from gemini_tasks.client.publish import publish_group
 from gemini_tasks.client.jobs import (
     CallPolicy,
@@ -36,6 +37,7 @@ from gemini_tasks.client import batch_api
 from gemini_tasks.keys.tier_batches import is_tier_batch
 
 log = logging.getLogger("gemini_tasks")
+quiet_exit.install()
 
 ResultTuple = tuple[dict[str, Any], Any, str | None]
 #: seconds the worker keeps trying after the streaming caller's timeout (the cancel flag stops it first)
@@ -81,6 +83,20 @@ def _lost_batch_check(group_id: str, received: Callable[[], int], total: int) ->
                             "the prompts that have no answer")
 
     return check
+
+
+def release_pending(results: Iterable[AsyncResult]) -> None:
+    """Stop waiting for results the caller gave up on (a timeout, a lost batch), now.
+
+    The result backend holds every awaited result until it is fulfilled; left there, each one is destroyed
+    during interpreter shutdown, where Celery's ``AsyncResult.__del__`` fails and prints an ``Exception
+    ignored ... sys.meta_path is None`` block per result (thousands of lines after a lost batch).
+    """
+    for result in results:
+        try:
+            result.backend.remove_pending_result(result)
+        except Exception:  # noqa: BLE001 - best effort; Redis may be gone (a lost batch)
+            pass
 
 
 def raise_if_timed_out(value: Any, timeout: float | None) -> None:
@@ -260,8 +276,12 @@ class GeminiParallelProcessor(AsyncBatchMixin, _Processor):
             res.join_native(timeout=timeout, propagate=False, callback=on_result, interval=0.2,
                             on_interval=_lost_batch_check(res.id, lambda: len(values), total))
         except CeleryTimeoutError:
+            release_pending(res.results)
             raise TimeoutError(f"batch {res.id}: {len(values)} of {total} results after {timeout} seconds; "
                                f"collect the rest later with collect({res.id!r})") from None
+        except BatchLost:
+            release_pending(res.results)
+            raise
         finally:
             bar.close()
         log.info("batch %s: %s", res.id, summary.line())
@@ -359,6 +379,7 @@ class GeminiStreamingProcessor(AsyncSingleMixin, _Processor):
         except CeleryTimeoutError:
             self.key_manager.pool.cancel(res.id)
             res.revoke()
+            release_pending([res])
             raise TimeoutError(f"Processing timed out after {timeout} seconds") from None
         finally:
             with self._lock:

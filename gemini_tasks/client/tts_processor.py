@@ -127,8 +127,11 @@ class GeminiTTSProcessor(AsyncTTSMixin):
         try:
             value = res.get(timeout=self.timeout, propagate=False, interval=0.05)
         except CeleryTimeoutError:
+            from gemini_tasks.client.processors import release_pending
+
             self.key_manager.pool.cancel(res.id)
             res.revoke()
+            release_pending([res])
             self.last_error = f"TTS timed out after {self.timeout} seconds"
             return None
         res.forget()
