@@ -108,3 +108,12 @@ def test_tts_at_flex_tier_with_a_shed_retried_and_batch_refused(worker, emu, man
         GeminiTTSProcessor(manager_factory(4), model="flash", service_tier="batch")
     with pytest.raises(ValueError, match="service_tier"):
         GeminiTTSProcessor(manager_factory(4), model="flash", service_tier="gold")
+
+
+def test_flex_shed_without_fallback_ends_with_a_clear_error_within_max_wait(batch, emu):
+    proc = batch(service_tier="flex", flex_retry_backoff=0.3, max_wait_seconds=1.0)
+    emu.add_fault(action="shed", service_tier="flex", prompt_contains="T7")  # Flex never serves it
+    [(meta, text, error)] = proc.process_prompts([{"prompt": "T7 never served"}], timeout=60)
+    assert text is None and error.startswith("Flex request shed") and "flex_fallback_after" in error
+    calls = gen_calls(emu, "T7")
+    assert calls and all(c["status"] == 503 and c["service_tier"] == "flex" for c in calls)
