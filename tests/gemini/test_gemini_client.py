@@ -203,7 +203,7 @@ def test_hang_becomes_a_transient_timeout(fake_gemini):
 
 
 def test_many_slots_share_several_clients_per_key_each_slot_keeping_its_own(monkeypatch):
-    """2,000 slots: 32 clients per key of at most 67 connections (httpcore scans a pool per request); one slot
+    """2,000 slots: 8 clients per key of at most 254 connections (httpcore scans a pool per request); one slot
     always gets the same client, so its keep-alive connection is reused."""
     import threading
 
@@ -212,8 +212,8 @@ def test_many_slots_share_several_clients_per_key_each_slot_keeping_its_own(monk
 
     assert shard_layout(None) == (1, None)
     assert shard_layout(8) == (1, 12)
-    assert shard_layout(2000) == (32, 67)
-    monkeypatch.setattr(pools, "_slots", 200)
+    assert shard_layout(2000) == (8, 254)
+    monkeypatch.setattr(pools, "_slots", 1000)
     cache = ClientCache()
     got: dict[int, list] = {}
 
@@ -229,5 +229,5 @@ def test_many_slots_share_several_clients_per_key_each_slot_keeping_its_own(monk
     clients = {id(v[0]) for v in got.values()}
     assert len(clients) == 4 == len(cache)
     limits = next(iter(got.values()))[0]._api_client._httpx_client._transport._pool
-    assert limits._max_connections == 54 and limits._max_keepalive_connections == 54
+    assert limits._max_connections == 254 and limits._max_keepalive_connections == 254
     cache.close_all()
