@@ -79,6 +79,8 @@ class Settings:
     visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
     #: Master name for ``sentinel://`` URLs (``REDIS_SENTINEL_MASTER``).
     sentinel_master: str = "mymaster"
+    #: Password of the Sentinels themselves, when they demand one (``REDIS_SENTINEL_PASSWORD``).
+    sentinel_password: str | None = None
     #: Per-call timeout of Flex-tier calls in seconds (``GEMINI_TASKS_FLEX_TIMEOUT``; Google quotes 1-15 min).
     flex_timeout: float = 900.0
     #: A JSON price table replacing the default one (``GEMINI_TASKS_PRICES``, a file path).
@@ -130,6 +132,7 @@ def load_settings() -> Settings:
         api_version=os.environ.get("GEMINI_TASKS_API_VERSION") or "v1beta",
         visibility_timeout=_float("GEMINI_TASKS_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT),
         sentinel_master=os.environ.get("REDIS_SENTINEL_MASTER") or "mymaster",
+        sentinel_password=os.environ.get("REDIS_SENTINEL_PASSWORD") or None,
         flex_timeout=_float("GEMINI_TASKS_FLEX_TIMEOUT", 900.0),
         prices_path=os.environ.get("GEMINI_TASKS_PRICES") or None,
         celery_config_module=os.environ.get("GEMINI_TASKS_CELERY_CONFIG") or "celeryconfig",

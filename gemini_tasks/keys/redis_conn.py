@@ -125,7 +125,7 @@ def client_for(url: str, *, master: str | None = None, **kwargs: object) -> redi
     name = master or get_settings().sentinel_master
     sentinel_kwargs = {"socket_timeout": kwargs.get("socket_connect_timeout", 5),
                        "socket_connect_timeout": kwargs.get("socket_connect_timeout", 5)}
-    sentinel_password = os.environ.get("REDIS_SENTINEL_PASSWORD")
+    sentinel_password = get_settings().sentinel_password
     if sentinel_password:
         sentinel_kwargs["password"] = sentinel_password
     kwargs.pop("max_connections", None)  # the Sentinel pool sizes itself per master

@@ -136,7 +136,9 @@ class Monitor:
             while not self._stop.is_set():
                 try:
                     self.lines.append(m.next_command()["command"])
-                except (redis.ConnectionError, redis.TimeoutError, ValueError):
+                except redis.TimeoutError:
+                    continue  # an idle or loaded moment: keep listening
+                except (redis.ConnectionError, ValueError):
                     return
 
     def start(self) -> "Monitor":

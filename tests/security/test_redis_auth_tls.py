@@ -62,12 +62,14 @@ def test_password_protected_redis_whole_stack(emulator, client_env):
         with pytest.raises(redis.AuthenticationError):  # the server really demands it
             redis.Redis(port=server.port).ping()
         worker = start_worker(worker_env(server.url, emulator.url, SECRETS), concurrency=4, loglevel="DEBUG")
+        worker.keep_log = True  # read after the worker stopped
         try:
             with celery_app_on(server.url):
                 _run_workload(server.url)
         finally:
             worker.stop()
         log = worker.log_path.read_text(errors="replace")
+        worker.log_path.unlink(missing_ok=True)
         assert "redis://:**@127.0.0.1" in log  # Celery's banner masks it
         assert find_secrets(log, [password]) == [], "the Redis password is in the worker log"
 
