@@ -134,7 +134,7 @@ class _Main(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
-            console.print("interrupted")
+            console.print("interrupted: run the same command again to resume")
             sys.exit(130)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise click.ClickException(f"cannot reach Redis at {mask_url(_redis_url_for_cli())} "
