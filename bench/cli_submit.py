@@ -12,7 +12,6 @@ output file and the state file are the only files the command writes.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
