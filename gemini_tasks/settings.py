@@ -96,6 +96,9 @@ class Settings:
     debug: bool = False
     #: worker call lines include the start of the prompt and of the answer (``GEMINI_TASKS_LOG_CONTENT=1``)
     log_content: bool = False
+    #: Seconds a key lease lives unless its holder renews it (every quarter of it, while the call runs): a dead
+    #: worker's keys and max_workers slots come back within this, whatever the call timeout.
+    lease_ttl: float = 15.0
     key_names: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -141,6 +144,7 @@ def load_settings() -> Settings:
         metrics_pools=os.environ.get("GEMINI_TASKS_METRICS_POOLS") or None,
         debug=(os.environ.get("GEMINI_TASKS_DEBUG") or "").strip().lower() not in ("", "0", "false", "no"),
         log_content=(os.environ.get("GEMINI_TASKS_LOG_CONTENT") or "").strip().lower() not in ("", "0", "false", "no"),
+        lease_ttl=_float("GEMINI_TASKS_LEASE_TTL", 15.0),
         key_names=tuple(key_env_names()),
     )
 

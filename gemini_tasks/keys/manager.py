@@ -3,16 +3,39 @@
 The constructor keeps the original's forms and defaults; the state lives in Redis (see ``lua/``), so the
 application that builds the manager, every worker process and every host see the same keys, cooldowns and
 exhaustion counts. Secrets never leave the process that holds them: Redis stores ids and fingerprints.
+
+Who sets a shared pool's settings (configure.lua):
+
+* A manager that only *names* keys (``AdvancedApiKeyManager("all")``, ``([names])``) uses the pool as it is;
+  keys the pool does not know yet are added with the original's defaults (marked ``default``).
+* A manager given explicit settings (``paid_keys``, ``key_settings``, ``projects``, ``project_limits``) writes
+  them for its keys, unless someone else set different explicit settings: then it raises
+  :class:`~gemini_tasks.keys.pool.SettingsConflict` naming each difference and who set it, and changes nothing.
+  ``replace_settings=True`` makes its settings the pool's and prunes what it does not list (keys, limits).
+* The key table shows who set each key's settings (``configured_by``) and whether they were explicit.
+* After Redis lost its data (the pool's epoch is gone or changed), the manager registers its keys again
+  the next time it builds a job (checked at most once a second), and workers re-announce theirs.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from gemini_tasks.keys.pool import KeyPool, PoolStatus
-from gemini_tasks.keys.selection import merge_settings, normalise_limits, resolve_key_names, resolve_paid
+from gemini_tasks.keys.pool import KeyPool, PoolStatus, SettingsConflict
+from gemini_tasks.keys.redis_conn import get_redis
+from gemini_tasks.keys.selection import (
+    merge_settings,
+    normalise_limits,
+    resolve_key_names,
+    resolve_paid,
+)
 from gemini_tasks.keys.states import (
     AVAILABLE,
     COOLDOWN,
@@ -22,7 +45,6 @@ from gemini_tasks.keys.states import (
     PAID,
     TEMPORARILY_EXHAUSTED,
 )
-from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.settings import get_settings, load_env_file
 
 log = logging.getLogger("gemini_tasks")
@@ -47,7 +69,13 @@ class AdvancedApiKeyManager:
         pool: the Redis namespace (default from ``GEMINI_TASKS_POOL`` or ``"default"``).
         redis_url: Redis for key state (default ``REDIS_URL``); must be the one the workers use.
         replace_fingerprints: accept a changed secret for an id (after rotating a key).
+        replace_settings: make this manager's explicit settings the pool's even where someone else set
+            different ones, and prune keys and limits it does not list (otherwise a difference raises
+            ``SettingsConflict`` and nothing changes).
     """
+
+    #: seconds between two checks that the pool still has the state this manager registered
+    EPOCH_CHECK_INTERVAL = 1.0
 
     def __init__(
         self,
@@ -61,6 +89,7 @@ class AdvancedApiKeyManager:
         pool: str | None = None,
         redis_url: str | None = None,
         replace_fingerprints: bool = False,
+        replace_settings: bool = False,
     ) -> None:
         load_env_file()
         settings = get_settings()
@@ -82,27 +111,71 @@ class AdvancedApiKeyManager:
                 f"project_limits names project(s) no key belongs to: {', '.join(sorted(unknown_projects))} "
                 f"(assign keys with projects={{'GEMINI_API_KEY_1': 'my-project', ...}})"
             )
+        #: explicit settings were given (else the manager only names keys and uses the pool as it is)
+        self.explicit = any(x is not None for x in (paid_keys, key_settings, projects, project_limits))
+        self.replace_settings = bool(replace_settings)
+        self.replace_fingerprints = bool(replace_fingerprints)
+        self._rows, self._limits = self._desired(limits)
+        self._epoch: str | None = None
+        self._epoch_checked = 0.0
+        self._epoch_lock = threading.Lock()
+        self._register("replace" if replace_settings else "explicit" if self.explicit else "default")
+        if not self.explicit:  # the pool's own categories, as someone configured them
+            cats = self.pool.client.pipeline()
+            for key_id in self.key_ids:
+                cats.hget(f"{self.pool.prefix}key:{key_id}", "cat")
+            self.paid = {k for k, c in zip(self.key_ids, cats.execute()) if c in (b"paid", "paid")}
+        log.info("key pool %r: %d key(s) registered (%d paid)", self.pool_name, len(self.key_ids), len(self.paid))
+
+    def _desired(self, limits: Mapping[str, Mapping[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+        """This manager's configuration: one row per key, and the limits of every project its keys use."""
+        rows: list[dict[str, Any]] = []
+        flat: dict[str, dict[str, int]] = {}
         for key_id in self.key_ids:
             cat = PAID if key_id in self.paid else FREE
             s = self.settings_by_category[cat]
             project = self.projects.get(key_id, "")
-            self.pool.register_key(
-                key_id,
-                category=cat,
-                cooldown=s["key_cooldown_seconds"],
-                exhausted_wait=s["exhausted_wait_seconds"],
-                fully_exhausted_wait=s["fully_exhausted_wait_seconds"],
-                max_exhausted_retries=s["max_exhausted_retries"],
-                max_concurrent_leases=s["max_concurrent_leases"],
-                project=project,
-                secret=os.environ.get(key_id) or None,
-                replace=replace_fingerprints,
-            )
-            if not project and any(name in s for name in ("rpm", "rpd", "tpm")):
-                self.pool.set_project_limits(key_id, {"rpm": s.get("rpm"), "rpd": s.get("rpd"), "tpm": s.get("tpm")})
-        for project, lim in limits.items():
-            self.pool.set_project_limits(project, lim)
-        log.info("key pool %r: %d key(s) registered (%d paid)", self.pool_name, len(self.key_ids), len(self.paid))
+            rows.append({
+                "id": key_id, "category": cat, "cooldown": s["key_cooldown_seconds"],
+                "exhausted_wait": s["exhausted_wait_seconds"], "fully_exhausted_wait": s["fully_exhausted_wait_seconds"],
+                "max_exhausted_retries": s["max_exhausted_retries"], "max_concurrent_leases": s["max_concurrent_leases"],
+                "project": project, "secret": os.environ.get(key_id) or None,
+            })
+            if project:
+                flat[project] = _flatten_limits(limits.get(project) or {})
+            else:  # a key without a project is its own quota unit: per-key limits from key_settings
+                flat[key_id] = _flatten_limits({n: s.get(n) for n in ("rpm", "rpd", "tpm")})
+        return rows, flat
+
+    def _register(self, mode: str) -> None:
+        by = f"{socket.gethostname()}:{os.getpid()}:{Path(sys.argv[0] if sys.argv and sys.argv[0] else 'python').name}"
+        self._epoch = self.pool.configure(
+            self._rows, limits=self._limits if mode != "default" else None, mode=mode, by=by,
+            replace_fingerprints=self.replace_fingerprints)
+        self._epoch_checked = time.monotonic()
+
+    def ensure_registered(self, *, force: bool = False) -> bool:
+        """Register the keys again when Redis lost the pool's state (its epoch changed); True when it did.
+
+        Called before each job is built (at most once per ``EPOCH_CHECK_INTERVAL``), so a long-lived
+        application recovers from a Redis restart without persistence on its own."""
+        now = time.monotonic()
+        if not force and now - self._epoch_checked < self.EPOCH_CHECK_INTERVAL:
+            return False
+        with self._epoch_lock:
+            self._epoch_checked = now
+            current = self.pool.epoch()
+            if current == self._epoch and current is not None and not force:
+                return False
+            log.warning("key pool %r lost its state in Redis (epoch %s -> %s); registering %d key(s) again",
+                        self.pool_name, self._epoch, current, len(self.key_ids))
+            try:
+                self._register("explicit" if self.explicit else "default")
+            except SettingsConflict as exc:  # someone re-registered first, with other explicit settings
+                log.error("key pool %r: re-registered by another manager with different settings: %s",
+                          self.pool_name, exc)
+                self._epoch = self.pool.epoch()
+            return True
 
     def _resolve_projects(self, projects: Mapping[str, str] | None) -> dict[str, str]:
         if not projects:
@@ -124,6 +197,7 @@ class AdvancedApiKeyManager:
 
     def spec(self) -> dict[str, Any]:
         """What a task message carries about the pool: ids and names only, never a secret or a URL."""
+        self.ensure_registered()
         return {"pool": self.pool_name, "keys": list(self.key_ids), "rate_window": self.rate_window_seconds}
 
     def get_keys_status_summary(self) -> dict[str, dict[str, Any]]:
@@ -175,5 +249,20 @@ def summarize(snap: PoolStatus, key_ids: Iterable[str] | None = None) -> dict[st
             "lease_expires_in_seconds": round(max(0, lease_exp - now) / 1000.0, 3) if leases else None,
             "admissions": int(f.get("admits", 0) or 0),
             "fingerprint": f.get("fp") or None,
+            "configured_by": f.get("by") or None,
+            "settings_source": f.get("src") or "explicit",
         }
     return out
+
+
+def _flatten_limits(limits: Mapping[str, Any]) -> dict[str, int]:
+    """``{"rpm": n, "models": {m: {"rpm": n}}}`` -> ``{"rpm": n, "rpm|m": n}`` (the proj:<project> hash fields)."""
+    fields: dict[str, int] = {}
+    for name in ("rpm", "rpd", "tpm"):
+        if limits.get(name) is not None:
+            fields[name] = int(limits[name])
+    for model, per_model in (limits.get("models") or {}).items():
+        for name in ("rpm", "rpd", "tpm"):
+            if per_model.get(name) is not None:
+                fields[f"{name}|{model}"] = int(per_model[name])
+    return fields

@@ -3,12 +3,31 @@
 ``KeyPool`` is deliberately small and policy-free: it turns Python arguments into one ``EVALSHA`` and the
 script's reply into typed values. What to do with a wait (sleep in the slot, or re-queue the task) is the
 caller's business (:mod:`gemini_tasks.keys.admission`).
+
+Leases (the API other modules rely on):
+
+* ``admit(candidates, policy, admission_id=None) -> Lease | Wait``: the lease id *is* the admission id (random,
+  made here when not given), so re-sending the same admission returns the same lease (redis-py re-sends
+  ``EVALSHA`` after a timeout) and a lease id never repeats, even after Redis lost recent writes.
+* ``renew(lease_ids, ttl) -> {lease_id: expires_ms or 0}``: a live holder extends its leases; 0 means the lease
+  is gone (expired, reported, or lost with Redis's data) and the holder must not count on the key any more.
+  Leases are short (``AdmitPolicy.lease_ttl``, by default :data:`LEASE_TTL` seconds) and renewed every
+  ``ttl/4`` by :class:`gemini_tasks.keys.keeper.LeaseKeeper` while the call runs, so a dead holder's keys,
+  ``max_workers`` slots and token reservations come back within one TTL, and a call of any length keeps its key.
+* ``report(lease, outcome, ...)``: ends the lease; a late report of a holder that was cut off finds only its own
+  (already ended) lease and never frees a newer one (fencing by identity). Safe to repeat.
+* ``epoch()``: a random id the pool gets when first registered; a missing or changed epoch means Redis lost
+  the pool's state, and whoever knows the configuration registers it again (managers, workers).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import math
+import threading
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -16,7 +35,14 @@ import redis
 
 from gemini_tasks.keys.scripts import Scripts
 from gemini_tasks.keys.states import OUTCOMES, QUOTA_KINDS
-from gemini_tasks.keys.timeutil import pacific_offset_ms
+from gemini_tasks.keys.timeutil import pacific_tz_table
+
+log = logging.getLogger("gemini_tasks.keys")
+
+#: seconds an unrenewed lease lives: a dead holder's keys and slots come back within this
+LEASE_TTL = 15.0
+#: the oldest Redis whose commands the scripts use (ZMSCORE, ZADD GT/LT: 6.2)
+MIN_REDIS_VERSION = (6, 2, 0)
 
 
 class KeyManagerError(RuntimeError):
@@ -33,6 +59,39 @@ class Cancelled(KeyManagerError):
 
 class FingerprintConflict(KeyManagerError):
     """This host's secret for a key id differs from the one another host registered."""
+
+
+class SettingsConflict(KeyManagerError):
+    """A manager's explicit settings differ from the ones someone else set explicitly for the shared pool."""
+
+    def __init__(self, message: str, differences: list[tuple[str, str, str, str, str]]) -> None:
+        super().__init__(message)
+        self.differences = differences
+
+
+class RedisVersionError(KeyManagerError):
+    """The Redis server is older than the key manager's scripts need."""
+
+
+_checked_clients: set[int] = set()
+_checked_lock = threading.Lock()
+
+
+def check_redis_version(client: redis.Redis) -> None:
+    """Fail with a clear message when the server is older than :data:`MIN_REDIS_VERSION` (checked once per
+    client). The scripts use ZMSCORE and ZADD GT, which Redis 6.2 introduced."""
+    if id(client) in _checked_clients:
+        return
+    info = client.info("server")
+    found = str(info.get("redis_version", "0"))
+    parts = tuple(int(x) if x.isdigit() else 0 for x in found.split(".")[:3])
+    if parts < MIN_REDIS_VERSION:
+        raise RedisVersionError(
+            f"Redis {found} is too old for gemini-tasks: the key manager needs Redis >= "
+            f"{'.'.join(map(str, MIN_REDIS_VERSION))} (ZMSCORE, ZADD GT). Upgrade the server at this REDIS_URL."
+        )
+    with _checked_lock:
+        _checked_clients.add(id(client))
 
 
 def fingerprint(secret: str) -> str:
@@ -84,11 +143,13 @@ class AdmitPolicy:
     worker_cooldown: float = 0.0
     api_call_interval: float = 0.0
     spacing_scope: str = "fleet"
-    lease_ttl: float = 180.0
+    #: seconds until an unrenewed lease expires (the lease keeper renews it while the call runs)
+    lease_ttl: float = LEASE_TTL
     rate_window: float = 60.0
     window_margin: float | None = None
     cancel_id: str = ""
-    busy_poll: float = 0.05
+    #: the longest wait suggested for a busy key or slot; waiters wake earlier when a lease ends (keys/wake.py)
+    busy_poll: float = 1.0
     #: estimated input tokens of the request, checked against tpm limits (0: not counted)
     tokens: int = 0
 
@@ -106,6 +167,20 @@ class PoolStatus:
     keys: dict[str, dict[str, Any]] = field(default_factory=dict)
     gate_ms: int = 0
     stats: dict[str, int] = field(default_factory=dict)
+
+
+_FIELD_NAMES = {"cat": "category", "cool": "key_cooldown_seconds", "ewait": "exhausted_wait_seconds",
+                "fwait": "fully_exhausted_wait_seconds", "maxr": "max_exhausted_retries",
+                "maxl": "max_concurrent_leases", "proj": "project"}
+_MS_FIELDS = {"cool", "ewait", "fwait"}
+
+
+def _show(field_name: str, value: str) -> str:
+    if value == "":
+        return "(none)"
+    if field_name in _MS_FIELDS:
+        return f"{int(float(value)) / 1000:g}"
+    return repr(value) if field_name in ("cat", "proj") else value
 
 
 def _ms(seconds: float) -> int:
@@ -130,7 +205,66 @@ class KeyPool:
         self.client = client
         self.pool = pool
         self.prefix = f"gt:{{{pool}}}:"
+        check_redis_version(client)
         self._scripts = Scripts(client)
+
+    @property
+    def freed_channel(self) -> str:
+        """The pub/sub channel on which every ended lease is announced (payload: its key id)."""
+        return self.prefix + "freed"
+
+    def epoch(self) -> str | None:
+        """The pool's epoch (None: never registered, or Redis lost its state since)."""
+        value = self.client.get(self.prefix + "epoch")
+        return None if value is None else _s(value)
+
+    def configure(
+        self,
+        keys: list[dict[str, Any]],
+        *,
+        limits: Mapping[str, Mapping[str, int]] | None = None,
+        mode: str = "explicit",
+        by: str = "",
+        replace_fingerprints: bool = False,
+        held: bool = False,
+    ) -> str:
+        """Register many keys at once (configure.lua); returns the pool's epoch.
+
+        ``keys``: dicts with ``id, category, cooldown, exhausted_wait, fully_exhausted_wait,
+        max_exhausted_retries, max_concurrent_leases, project, secret`` (seconds; secret optional).
+        ``limits``: project -> flat limit fields (``{"rpm": 10, "rpm|model": 5}``); a project given ``{}`` has none.
+        Raises :class:`SettingsConflict` (mode ``explicit``) or :class:`FingerprintConflict`.
+        """
+        if mode not in ("default", "explicit", "replace"):
+            raise ValueError(f"mode must be default, explicit or replace, got {mode!r}")
+        rows = [[k["id"], k["category"], _ms(k["cooldown"]), _ms(k["exhausted_wait"]),
+                 _ms(k["fully_exhausted_wait"]), int(k["max_exhausted_retries"]),
+                 int(k.get("max_concurrent_leases", 1)), k.get("project") or "",
+                 fingerprint(k["secret"]) if k.get("secret") else ""] for k in keys]
+        config = {"keys": rows, "limits": {p: dict(v) for p, v in (limits or {}).items()}}
+        reply = self._scripts.configure(
+            keys=[self.prefix],
+            args=[mode, by, uuid.uuid4().hex, json.dumps(config), "1" if replace_fingerprints else "0",
+                  "1" if held else "0"],
+        )
+        if int(reply[0]) == 1:
+            return _s(reply[1])
+        kind = _s(reply[1])
+        if kind == "fingerprint":
+            key_id = _s(reply[2])
+            mine = next((r[8] for r in rows if r[0] == key_id), "")
+            raise self._conflict(key_id, _s(reply[3]), mine)
+        flat = [_s(x) for x in reply[2:]]
+        diffs = [tuple(flat[i:i + 5]) for i in range(0, len(flat), 5)]
+        lines = [f"{what} {_FIELD_NAMES.get(f, f)}: pool has {_show(f, theirs)} (set by {who or 'unknown'}), "
+                 f"this manager has {_show(f, mine)}" for what, f, theirs, mine, who in diffs]
+        raise SettingsConflict(
+            f"pool {self.pool!r} already has different explicit settings; nothing was changed:\n  "
+            + "\n  ".join(lines)
+            + "\nUse the pool as it is (build the manager with key names only), or make these settings the "
+            "pool's with AdvancedApiKeyManager(..., replace_settings=True).",
+            diffs,  # type: ignore[arg-type]
+        )
 
     # -- configuration -----------------------------------------------------------------------------
     def register_key(
@@ -190,7 +324,7 @@ class KeyPool:
         pipe = self.client.pipeline()
         pipe.delete(key)
         if fields:
-            pipe.hset(key, mapping=fields)
+            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
             pipe.sadd(self.prefix + "limited", project)
         else:
             pipe.srem(self.prefix + "limited", project)
@@ -203,9 +337,13 @@ class KeyPool:
         return sorted(_s(x) for x in self.client.smembers(self.prefix + "held"))
 
     # -- the two hot operations -------------------------------------------------------------------
-    def admit(self, candidates: Iterable[str], policy: AdmitPolicy) -> Lease | Wait:
-        """One atomic admission decision. Raises :class:`NoUsableKeys` or :class:`Cancelled`."""
+    def admit(self, candidates: Iterable[str], policy: AdmitPolicy, admission_id: str | None = None) -> Lease | Wait:
+        """One atomic admission decision. Raises :class:`NoUsableKeys` or :class:`Cancelled`.
+
+        ``admission_id`` (random when not given) becomes the lease id; sending the same admission again
+        returns the same lease while it lives."""
         ids = list(candidates)
+        aid = admission_id or uuid.uuid4().hex
         if not ids:
             raise NoUsableKeys("no candidate keys: this worker holds none of the pool's keys")
         reply = self._scripts.admit(
@@ -213,8 +351,8 @@ class KeyPool:
             args=[
                 policy.owner, policy.processor_id, int(policy.max_workers), _ms(policy.worker_cooldown),
                 _ms(policy.api_call_interval), policy.spacing_scope, _ms(policy.lease_ttl), policy.model,
-                pacific_offset_ms(), _ms(policy.rate_window), _ms(policy.margin_seconds()), policy.cancel_id,
-                max(1, _ms(policy.busy_poll)), max(0, int(policy.tokens)), *ids,
+                pacific_tz_table(), _ms(policy.rate_window), _ms(policy.margin_seconds()), policy.cancel_id,
+                max(1, _ms(policy.busy_poll)), max(0, int(policy.tokens)), aid, *ids,
             ],
         )
         code = int(reply[0])
@@ -256,12 +394,23 @@ class KeyPool:
             kind = "unknown"
         args = [lease.lease_id, lease.key_id, lease.issued_ms, outcome,
                 -1 if retry_after is None else _ms(retry_after), kind, _ms(worker_cooldown),
-                pacific_offset_ms(), -1 if prompt_tokens is None else max(0, int(prompt_tokens))]
+                pacific_tz_table(), -1 if prompt_tokens is None else max(0, int(prompt_tokens))]
         if pipe is not None:  # EVALSHA alone: a Script on a pipeline costs a SCRIPT EXISTS round trip first
             pipe.evalsha(self._scripts.report.sha, 1, self.prefix, *args)
             return None
         status, until, counted, now = self._scripts.report(keys=[self.prefix], args=args)
         return ReportResult(_s(status), int(until), bool(int(counted)), int(now))
+
+    def renew(self, lease_ids: Iterable[str], ttl: float = LEASE_TTL) -> dict[str, int]:
+        """Extend the caller's own leases to expire ``ttl`` seconds from now (renew.lua).
+
+        Returns lease id -> new expiry (Redis ms), or 0 for a lease that is gone: expired and reaped, reported,
+        or lost with Redis's data. A gone lease is never revived."""
+        ids = list(lease_ids)
+        if not ids:
+            return {}
+        reply = self._scripts.renew(keys=[self.prefix], args=[_ms(ttl), *ids])
+        return {lid: int(exp) for lid, exp in zip(ids, reply[1:])}
 
     def mark_sent(self, lease: Lease) -> bool:
         """Move the lease's rate-window entry to now (call it just before a call that follows slow work)."""

@@ -8,7 +8,7 @@ from importlib import resources
 import redis
 from redis.commands.core import Script
 
-SCRIPT_NAMES = ("admit", "report", "status", "register", "mark_sent", "reset")
+SCRIPT_NAMES = ("admit", "report", "status", "register", "mark_sent", "reset", "renew", "configure")
 
 
 @lru_cache(maxsize=None)
@@ -27,6 +27,8 @@ class Scripts:
     register: Script
     mark_sent: Script
     reset: Script
+    renew: Script
+    configure: Script
 
     def __init__(self, client: redis.Redis) -> None:
         for name in SCRIPT_NAMES:

@@ -42,6 +42,7 @@ from gemini_tasks.gemini.response import extract_audio, extract_text, usage_dict
 from gemini_tasks.gemini.tokens import estimate_tokens, media_tokens
 from gemini_tasks.gemini.validation import from_wire
 from gemini_tasks.keys.admission import WaitTooLong, acquire
+from gemini_tasks.keys.keeper import lease_keeper
 from gemini_tasks.keys.pool import AdmitPolicy, Cancelled, KeyPool, Lease, NoUsableKeys, Wait
 from gemini_tasks.ops.metrics import record_call
 from gemini_tasks.ops.tier_metrics import record_usage
@@ -50,7 +51,7 @@ from gemini_tasks.settings import get_settings
 from gemini_tasks.worker import tier_calls
 from gemini_tasks.worker.stopping import WorkerStopping, stoppable_sleep, worker_stopping
 from gemini_tasks.worker.uploads import ProjectUploads
-from gemini_tasks.worker.worker_keys import announce, held_secrets
+from gemini_tasks.worker.worker_keys import held_secrets, pool_watcher
 
 log = logging.getLogger("gemini_tasks")
 
@@ -100,26 +101,18 @@ class JobContext:
     result_ttl: float = 24 * 3600
 
 
-_announced: set[tuple[str, int]] = set()
-_announce_lock = threading.Lock()
-
-
 _pools: dict[tuple[str, str, int], KeyPool] = {}
 
 
 def worker_pool(pool_name: str) -> KeyPool:
-    """This process's view of a pool (built once: a KeyPool registers six scripts, hashing each); the first use
-    announces the keys this host holds."""
+    """This process's view of a pool (built once: a KeyPool registers its scripts, hashing each); the first use
+    announces the keys this host holds (and keeps watching the pool, announcing again after Redis lost its
+    state)."""
     url = get_settings().keys_redis_url
     pool = _pools.get((pool_name, url, os.getpid()))
     if pool is None:
         pool = _pools[(pool_name, url, os.getpid())] = KeyPool(get_redis(url), pool_name)
-    marker = (pool_name, os.getpid())
-    if marker not in _announced:
-        with _announce_lock:
-            if marker not in _announced:
-                announce(pool)
-                _announced.add(marker)
+    pool_watcher().add(pool)
     return pool
 
 
@@ -290,7 +283,10 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
         _fail(f"No usable API keys on this worker ({socket.gethostname()}): it holds none of "
               f"{', '.join(job['pool']['keys'])}; give the worker those variables in its environment or .env",
               "no_usable_keys", job)
-    policy = _policy(job, ctx, lease_ttl, tokens)
+    # leases are short and renewed while the call runs (keys/keeper.py): a dead worker's keys come back within
+    # one lease TTL, and a call of any length (uploads, Flex) keeps its key; ``lease_ttl`` is not a bound any more
+    keeper = lease_keeper()
+    policy = _policy(job, ctx, keeper.ttl, tokens)
     max_sleep = float(p.get("max_sleep", 5.0))
     # build the SDK clients before asking for a lease, so the call leaves right after admission (the
     # quota windows count from admission; the first construction of a client takes ~0.1 s)
@@ -326,7 +322,8 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
         try:
             client = get_client(lease.key_id, secrets[lease.key_id], timeout_s=settings.request_timeout,
                                 api_version=settings.api_version)
-            result = call(client, lease, pool)
+            with keeper.hold(pool, lease):
+                result = call(client, lease, pool)
         except Exception as exc:  # noqa: BLE001 - every failure is classified and reported
             err = exc.error if isinstance(exc, GeminiCallFailed) else classify(exc, secrets=secrets.values())
             settle.best_effort(f"reporting the outcome ({err.kind}) to the key manager",

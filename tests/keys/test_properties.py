@@ -68,18 +68,18 @@ def _worker(url: str, pool: str, seed: int, seconds: float, threads: int, out) -
                 time.sleep(min(got.seconds, 0.03) * rnd.random())
                 continue
             with lock:
-                events.append(("admit", got.key_id, int(got.lease_id), got.issued_ms, got.expires_ms, tokens))
+                events.append(("admit", got.key_id, got.lease_id, got.issued_ms, got.expires_ms, tokens))
             time.sleep(rnd.random() * 0.015)
             roll = rnd.random()
             if roll < 0.08:
                 with lock:
-                    events.append(("abandon", got.key_id, int(got.lease_id)))
+                    events.append(("abandon", got.key_id, got.lease_id))
                 continue
             outcome = ("rate_limited" if roll < 0.23 else "transient" if roll < 0.33 else
                        "persistent" if roll < 0.38 else "success")
             r = kp.report(got, outcome, retry_after=0.05, quota_kind="minute", prompt_tokens=tokens)
             with lock:
-                events.append(("report", got.key_id, int(got.lease_id), outcome, r.counted, r.ended_ms))
+                events.append(("report", got.key_id, got.lease_id, outcome, r.counted, r.ended_ms))
 
     ts = [threading.Thread(target=loop, args=(seed * 100 + i,)) for i in range(threads)]
     for t in ts:

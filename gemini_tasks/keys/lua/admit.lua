@@ -6,26 +6,32 @@
 -- ARGV[2]  proc           processor id ("" = no processor cap / worker cooldown)
 -- ARGV[3]  max_workers    virtual worker slots of that processor across the fleet (0 = unlimited)
 -- ARGV[4]  worker_cool    ms a virtual slot rests after each call (the original's worker_cooldown_seconds)
--- ARGV[5]  interval       ms between any two admissions in the spacing scope (api_call_interval)
+-- ARGV[5]  interval       ms between two admissions of this processor in the spacing scope (api_call_interval)
 -- ARGV[6]  scope          spacing scope: "fleet", or a host name for per-address spacing
--- ARGV[7]  lease_ttl      ms until an unreported lease expires on its own
+-- ARGV[7]  lease_ttl      ms until an unreported, unrenewed lease expires on its own (renew.lua extends it)
 -- ARGV[8]  model          model id (quota windows are per project and model)
--- ARGV[9]  day_off        UTC offset of Pacific time in ms (daily quotas reset at Pacific midnight)
+-- ARGV[9]  tz             Pacific offsets "start_ms:offset_ms,..." (lib.lua parse_tz; daily quotas reset at
+--                          Pacific midnight, DST-aware)
 -- ARGV[10] window         ms length of the rate window ("minute"; scaled down in tests/benchmarks)
 -- ARGV[11] margin         ms added to the window, covering the network delay between admission and arrival
 -- ARGV[12] cancel_id      task id whose caller may have given up ("" = none)
 -- ARGV[13] poll           ms to suggest when only a busy lease/slot blocks (its end time is unknown)
 -- ARGV[14] tokens         estimated input tokens of the request (0 = unknown; tpm limits then ignore it)
--- ARGV[15..] candidate key ids (the keys whose secret the caller holds)
+-- ARGV[15] admission_id   the caller's random id for this admission, also the lease id. Idempotent: when a
+--                          lease with this id exists, it is returned again unchanged (redis-py re-sends
+--                          EVALSHA after a timeout or a reset; the lost reply's lease is not orphaned)
+-- ARGV[16..] candidate key ids (the keys whose secret the caller holds)
 --
 -- Returns one of
---   {1, key_id, lease_id, expiry_ms, now_ms, slot}        admitted: call now with key_id
+--   {1, key_id, lease_id, expiry_ms, issued_ms, slot}     admitted: call now with key_id
 --   {0, reason, wait_ms, now_ms}                          wait: reason is spacing | cooldown | exhausted |
 --                                                          quota | leased | max_workers | worker_cooldown
 --   {-1, reason, detail}                                  never: no_usable_keys | cancelled
 --
 -- Invariants (checked by tests/keys/test_properties.py):
---   * two admissions in one spacing scope are at least `interval` ms apart;
+--   * two admissions of one processor in one spacing scope are at least its `interval` ms apart; processors
+--     never wait for each other's gates (a processor with interval 0 has no gate);
+--   * the same admission_id never yields two leases;
 --   * a key has at most `maxl` active leases (1 unless configured);
 --   * a key is never admitted again within `cool` ms of its previous admission;
 --   * a processor never has more than max_workers calls in flight;
@@ -37,13 +43,26 @@
 local owner, proc = ARGV[1], ARGV[2]
 local max_workers, worker_cool = tonumber(ARGV[3]), tonumber(ARGV[4])
 local interval, scope, lease_ttl = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
-local model, day_off = ARGV[8], tonumber(ARGV[9])
+local model, tz = ARGV[8], ARGV[9]
+local tzt = nil
+local function tzt_get()
+  if not tzt then tzt = parse_tz(tz) end
+  return tzt
+end
 local window, margin = tonumber(ARGV[10]), tonumber(ARGV[11])
 local cancel_id, poll = ARGV[12], tonumber(ARGV[13])
 local tokens = tonumber(ARGV[14]) or 0
-local FIRST_CAND = 15
+local aid = ARGV[15]
+local FIRST_CAND = 16
 
 local now = now_ms()
+if aid ~= '' then
+  local held = redis.call('HMGET', P .. 'lease:' .. aid, 'key', 'exp', 'issued', 'slot')
+  if held[1] then
+    redis.call('HINCRBY', P .. 'stats', 'admit_repeated', 1)
+    return {1, held[1], aid, tonumber(held[2]), tonumber(held[3]), held[4] or ''}
+  end
+end
 reap(now)
 
 local stats = P .. 'stats'
@@ -131,8 +150,8 @@ local function quota_ready(project)
     end
   end
   if rpd then
-    local used = tonumber(redis.call('GET', P .. 'day:' .. project .. '|' .. model .. '|' .. day_number(now, day_off)) or '0')
-    if used >= rpd then ready = math.max(ready, day_end(now, day_off)) end
+    local used = tonumber(redis.call('GET', P .. 'day:' .. project .. '|' .. model .. '|' .. day_number(now, tzt_get())) or '0')
+    if used >= rpd then ready = math.max(ready, day_end(now, tzt_get())) end
   end
   if tpm and tokens > 0 then ready = math.max(ready, token_ready(project, tpm)) end
   win_cache[project] = {ready, rpm, rpd, tpm}
@@ -225,9 +244,10 @@ if not best then
   end
 end
 
--- 4. The spacing gate (fleet-wide or per host).
-local gk = P .. 'gate:' .. scope
-local gate = tonumber(redis.call('GET', gk) or '0') or 0
+-- 4. The processor's spacing gate (fleet-wide or per host); no gate at interval 0.
+local gk = P .. 'gate:' .. scope .. '|' .. (proc ~= '' and proc or ('i' .. interval))
+local gate = 0
+if interval > 0 then gate = tonumber(redis.call('GET', gk) or '0') or 0 end
 if not best then
   min_wait = math.max(1, min_wait or poll)
   if gate - now > min_wait then return wait('spacing', gate - now) end
@@ -236,10 +256,15 @@ end
 if gate > now then return wait('spacing', gate - now) end
 
 -- 5. Admit: record the lease, advance the gate, count the quota windows.
-local lid = tostring(redis.call('INCR', P .. 'seq'))
+local lid = aid
+if lid == '' then lid = 's' .. redis.call('INCR', P .. 'seq') .. '.' .. now end
 local exp = now + lease_ttl
+local q = win_cache[best.proj]
+local counted_w = (q and q[2]) and 1 or 0
+local counted_tk = (q and q[4] and tokens > 0) and tokens or 0
 redis.call('HSET', P .. 'lease:' .. lid, 'key', best.id, 'issued', now, 'exp', exp, 'owner', owner,
-           'proc', proc, 'slot', slot, 'proj', best.proj, 'model', model)
+           'proc', proc, 'slot', slot, 'proj', best.proj, 'model', model, 'w', counted_w, 'tk', counted_tk,
+           'wx', window + margin + 60000)
 redis.call('PEXPIRE', P .. 'lease:' .. lid, lease_ttl + 86400000)
 redis.call('ZADD', P .. 'leases', exp, lid)
 redis.call('ZADD', P .. 'kl:' .. best.id, exp, lid)
@@ -253,7 +278,6 @@ end
 if slot ~= '' then
   redis.call('ZADD', pk, BUSY + exp, slot)
 end
-local q = win_cache[best.proj]
 if q and q[2] then
   local wk = P .. 'win:' .. best.proj .. '|' .. model
   redis.call('ZADD', wk, now, lid)
@@ -269,9 +293,9 @@ if q and q[4] and tokens > 0 then
   redis.call('PEXPIRE', hk, window + margin + 60000)
 end
 if q and q[3] then
-  local dk = P .. 'day:' .. best.proj .. '|' .. model .. '|' .. day_number(now, day_off)
+  local dk = P .. 'day:' .. best.proj .. '|' .. model .. '|' .. day_number(now, tzt_get())
   redis.call('INCR', dk)
-  redis.call('PEXPIREAT', dk, day_end(now, day_off) + 3600000)
+  redis.call('PEXPIREAT', dk, day_end(now, tzt_get()) + 3600000)
 end
 redis.call('HINCRBY', stats, 'admitted', 1)
 return {1, best.id, lid, exp, now, slot}

@@ -6,10 +6,14 @@
 --
 -- Layout under the prefix P:
 --   key:<id>            HASH  one API key, known by its id (the env var name). Config fields: cat, cool,
---                             ewait, fwait, maxr, maxl, proj, fp. State fields: st, until, last, nb, exh,
---                             texh, bench, bseq, nl, admits. nl counts the key's active leases (kl:<id>
---                             is the truth; nl is kept beside it so admission need not ZCARD every key). bseq is the lease sequence number current when the
---                             key was last benched: a 429 on a lease numbered <= bseq is the same event.  The secret is never stored; fp is a one-way fingerprint.
+--                             ewait, fwait, maxr, maxl, proj, fp, and src/by/at (who set the config: src is
+--                             "default" or "explicit", by names the process, at is when). State fields: st,
+--                             until, last, nb, exh, texh, bench, nl, admits. nl counts the key's active leases
+--                             (kl:<id> is the truth; nl is kept beside it so admission need not ZCARD every
+--                             key). bench is the Redis time of the key's last exhaustion event: a 429 on a
+--                             lease issued at or before it belongs to that event (issue times, unlike a
+--                             counter, do not go backwards when Redis loses recent writes). The secret is
+--                             never stored; fp is a one-way fingerprint.
 --   ids                 SET   every registered (configured) key id
 --   held                SET   key ids some worker announced it holds
 --   projkeys:<project>  SET   key ids that share one Google Cloud project (one quota)
@@ -21,16 +25,23 @@
 --                             A key is in exactly one of ready/waiting, or in neither when it is FAILED_INIT
 --                             or holds its maximum number of leases; place() keeps this true after every
 --                             change, so admission reads a few ranked entries instead of every key.
---   lease:<lid>         HASH  key, issued, exp, owner, proc, slot, proj, model
+--   lease:<lid>         HASH  key, issued, exp, owner, proc, slot, proj, model, w (1: counted in win:),
+--                             tk (tokens counted in tokz:/tokh:), wx (ms those windows' keys live).
+--                             <lid> is the caller's admission id (random, unique per admission), so a lease id
+--                             never repeats, even after Redis lost recent writes: a stale report or renewal can
+--                             only ever find its own lease (fencing by identity, not by a counter).
 --   leases              ZSET  every active lease: lease id -> expiry (ms); expired ones are reaped here
---   gate:<scope>        STRING earliest time (ms) of the next admission for a spacing scope ("fleet" or a host)
+--   gate:<scope>|<proc> STRING earliest time (ms) of a processor's next admission in a spacing scope ("fleet"
+--                             or a host); each processor keeps its own interval (proc "" -> "i<interval>")
 --   proc:<proc id>      ZSET  a processor's virtual worker slots: slot -> ready time (ms); busy = BUSY + expiry
 --   win:<project>|<model> ZSET admissions in the sliding rate window: lease id -> time (ms)
 --   tokz:<project>|<model> ZSET / tokh:<project>|<model> HASH  the input-token window: lease id -> time,
 --                             lease id -> tokens, and '__sum' (their total)
 --   day:<project>|<model>|<day> STRING admissions on one Pacific-time day
 --   cancel:<task id>    STRING present when the caller gave up on that task (admission refused)
---   seq                 STRING lease id counter (also the fencing token)
+--   epoch               STRING a random id written when the pool is first registered: when it is missing
+--                             or changed, Redis lost the pool's state and managers/workers register again
+--   freed               CHANNEL a lease ended (payload: key id); waiters for a busy key or slot wake on it
 --   stats               HASH  counters for metrics
 --   clock_offset        STRING milliseconds added to Redis TIME (tests advance time without waiting)
 --
@@ -121,29 +132,51 @@ local function place(k, now)
   end
 end
 
--- End of the current Pacific-time day (daily quotas reset at midnight America/Los_Angeles).
--- off_ms is the UTC offset of Pacific time in ms (negative), supplied by the caller from tzdata.
-local function day_number(now, off_ms)
-  return math.floor((now + off_ms) / 86400000)
+-- Pacific-time days (daily quotas reset at midnight America/Los_Angeles).
+-- tz is the caller's offset table from tzdata: "start_ms:offset_ms,start_ms:offset_ms,..." in time order
+-- (keys/timeutil.py: the transitions around now). The offset at t is the last entry starting at or before t,
+-- so a day that starts in one offset and ends in another (the DST change Sundays) ends at its real midnight.
+local function parse_tz(tz)
+  local out = {}
+  for a, b in string.gmatch(tz, '(-?%d+):(-?%d+)') do out[#out + 1] = {tonumber(a), tonumber(b)} end
+  return out
 end
-local function day_end(now, off_ms)
-  return (day_number(now, off_ms) + 1) * 86400000 - off_ms
+local function offset_at(tzt, t)
+  local off = tzt[1][2]
+  for _, e in ipairs(tzt) do
+    if e[1] <= t then off = e[2] else break end
+  end
+  return off
+end
+local function day_number(now, tzt)
+  return math.floor((now + offset_at(tzt, now)) / 86400000)
+end
+local function day_end(now, tzt)
+  local wall = (day_number(now, tzt) + 1) * 86400000  -- next local midnight, in local wall-clock ms
+  local guess = wall - offset_at(tzt, now)
+  return wall - offset_at(tzt, guess)  -- changes happen at 02:00 local, never near midnight
 end
 
 -- Remove a lease's records. A slot held by the lease becomes ready at now + slot_delay.
 -- Returns {key=, issued=, exp=, proj=, model=} or nil when the lease is unknown (already reported or reaped).
+local BUSY_SLOT = BUSY
 local function release_lease(lid, now, slot_delay)
   local lk = P .. 'lease:' .. lid
   local v = redis.call('HMGET', lk, 'key', 'issued', 'exp', 'proc', 'slot', 'proj', 'model')
   redis.call('ZREM', P .. 'leases', lid)
   if not v[1] then return nil end
-  if redis.call('ZREM', P .. 'kl:' .. v[1], lid) == 1 then
+  if redis.call('ZREM', P .. 'kl:' .. v[1], lid) == 1 and redis.call('EXISTS', P .. 'key:' .. v[1]) == 1 then
     redis.call('HINCRBY', P .. 'key:' .. v[1], 'nl', -1)
   end
   if v[4] and v[4] ~= '' then
-    redis.call('ZADD', P .. 'proc:' .. v[4], 'XX', now + slot_delay, v[5])
+    -- free the slot only while it is still this lease's (its score is BUSY + this lease's expiry)
+    local sc = tonumber(redis.call('ZSCORE', P .. 'proc:' .. v[4], v[5]) or '0')
+    if sc == BUSY_SLOT + tonumber(v[3]) then
+      redis.call('ZADD', P .. 'proc:' .. v[4], 'XX', now + slot_delay, v[5])
+    end
   end
   redis.call('DEL', lk)
+  redis.call('PUBLISH', P .. 'freed', v[1])
   return {key = v[1], issued = tonumber(v[2]), exp = tonumber(v[3]), proj = v[6], model = v[7]}
 end
 

@@ -16,10 +16,13 @@
 --
 -- Returns {1, ""} when registered, {0, existing_fingerprint} when this host's secret for the id differs
 -- from the one registered earlier (two hosts disagree about what GEMINI_API_KEY_3 is).
+-- The low-level form of configure.lua for one key (tests, benchmarks): it writes the configuration as given,
+-- marked explicit. Sets the pool's epoch when it has none.
 -- State fields (status, counts, leases) are never reset by registration, so a restart or a second
 -- process registering the same pool does not un-bench a key.
 
 local id, fp, replace = ARGV[1], ARGV[9], ARGV[10]
+redis.call('SET', P .. 'epoch', 'r' .. now_ms(), 'NX')
 local kk = P .. 'key:' .. id
 if fp ~= '' then
   local old = redis.call('HGET', kk, 'fp')
@@ -37,7 +40,7 @@ if old_proj and old_proj ~= '' and old_proj ~= ARGV[8] then
   redis.call('SREM', P .. 'projkeys:' .. old_proj, id)
 end
 redis.call('HSET', kk, 'cat', ARGV[2], 'cool', ARGV[3], 'ewait', ARGV[4], 'fwait', ARGV[5], 'maxr', ARGV[6],
-           'maxl', ARGV[7], 'proj', ARGV[8])
+           'maxl', ARGV[7], 'proj', ARGV[8], 'src', 'explicit')
 if fp ~= '' then redis.call('HSET', kk, 'fp', fp) end
 redis.call('HSETNX', kk, 'st', 'AVAILABLE')
 redis.call('SADD', P .. 'ids', id)

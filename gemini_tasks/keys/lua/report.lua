@@ -8,7 +8,7 @@
 -- ARGV[5]  retry_after  ms from RetryInfo.retryDelay, or -1
 -- ARGV[6]  quota_kind   minute | day | tokens | limit_zero | unknown   (rate_limited only)
 -- ARGV[7]  worker_cool  ms the processor slot rests before its next call
--- ARGV[8]  day_off      UTC offset of Pacific time in ms
+-- ARGV[8]  tz           Pacific offsets "start_ms:offset_ms,..." (lib.lua parse_tz)
 -- ARGV[9]  prompt_tokens  input tokens the API counted (usageMetadata.promptTokenCount), or -1: replaces the
 --                         admission's estimate in the project's token window
 --
@@ -16,10 +16,19 @@
 -- event, 0 when it belonged to an event already counted (or the outcome was not a 429); now_ms is the
 -- Redis time at which the lease ended.
 --
+-- Safe to repeat (a re-sent EVALSHA whose first reply was lost): the lease is released once; a repeated 429 is
+-- the same event (issued before the bench it caused); a repeated success only re-stamps the cooldown.
+--
 -- Invariants:
---   * a 429 counts once per event: a report for a lease issued before the key was last benched (its lease
---     number, a fencing token, is <= the key's bseq) does not count again (several workers that saw one
---     burst of 429s bench the key once);
+--   * a report only ever ends its own lease: lease ids are unique admission ids, never reused, so a holder
+--     that was cut off and reports late (its lease expired, the key was leased again) frees nothing but
+--     what is still its own (fencing);
+--   * a 429 counts once per event: a report for a lease issued at or before the key's last bench (Redis
+--     time, which unlike a counter does not go backwards when Redis loses recent writes) does not count
+--     again (several workers that saw one burst of 429s bench the key once);
+--   * a per-day signal always wins: a per-day 429 (or limit 0) on such a lease is not counted again but
+--     still benches the key until Pacific midnight;
+--   * a bench never shortens a longer one (a later per-minute event cannot end a day or full bench early);
 --   * exhausted and failed states are never overwritten by a success (a late success cannot un-bench a key);
 --   * per-minute 429: benched max(exhausted_wait, retryDelay), or just retryDelay when the project's limits
 --     are configured (admission already paces it: a stray 429 is timing, not an unknown quota); after
@@ -29,10 +38,11 @@
 --   * a 429 benches every key of the same project (they share one quota);
 --   * invalid keys become FAILED_INIT and stay there until an operator resets them.
 
-local lid, key_id, issued, outcome = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local lseq = tonumber(lid) or 0
+local lid, key_id, issued, outcome = ARGV[1], ARGV[2], tonumber(ARGV[3]) or 0, ARGV[4]
 local retry_after, quota_kind = tonumber(ARGV[5]), ARGV[6]
-local worker_cool, day_off = tonumber(ARGV[7]), tonumber(ARGV[8])
+local worker_cool = tonumber(ARGV[7])
+local tzt = parse_tz(ARGV[8])
+local day_kind = (quota_kind == 'day' or quota_kind == 'limit_zero')
 
 local actual_tokens = tonumber(ARGV[9]) or -1
 
@@ -58,8 +68,8 @@ local function bench(kx)
   kx.exh = kx.exh + 1
   kx.texh = kx.texh + 1
   local st, untl
-  if quota_kind == 'day' or quota_kind == 'limit_zero' then
-    st, untl = 'FULLY_EXHAUSTED', day_end(now, day_off)
+  if day_kind then
+    st, untl = 'FULLY_EXHAUSTED', day_end(now, tzt)
   elseif kx.exh >= kx.maxr then
     st, untl = 'FULLY_EXHAUSTED', now + kx.fwait
   elseif quota_kind == 'minute' and retry_after >= 0 and redis.call('SISMEMBER', P .. 'limited', kx.proj) == 1 then
@@ -67,15 +77,29 @@ local function bench(kx)
   else
     st, untl = 'TEMPORARILY_EXHAUSTED', now + math.max(kx.ewait, retry_after)
   end
+  -- never shorten a longer bench
+  if (kx.st == 'TEMPORARILY_EXHAUSTED' or kx.st == 'FULLY_EXHAUSTED') and kx.untl > untl then
+    untl = kx.untl
+    if kx.st == 'FULLY_EXHAUSTED' then st = 'FULLY_EXHAUSTED' end
+  end
   if kx.st == 'FAILED_INIT' then st, untl = 'FAILED_INIT', 0 end
-  kx.st, kx.untl = st, untl
-  kx.bseq = tonumber(redis.call('GET', P .. 'seq') or '0')
-  redis.call('HSET', kx.kk, 'st', st, 'until', untl, 'exh', kx.exh, 'texh', kx.texh, 'bench', now, 'bseq', kx.bseq)
+  kx.st, kx.untl, kx.bench = st, untl, now
+  redis.call('HSET', kx.kk, 'st', st, 'until', untl, 'exh', kx.exh, 'texh', kx.texh, 'bench', now)
+end
+
+-- a per-day signal on a lease of an event already counted: not a new event, but the key rests until midnight
+local function day_upgrade(kx)
+  if kx.st == 'FAILED_INIT' then return false end
+  local e = day_end(now, tzt)
+  if kx.st == 'FULLY_EXHAUSTED' and kx.untl >= e then return false end
+  kx.st, kx.untl = 'FULLY_EXHAUSTED', e
+  redis.call('HSET', kx.kk, 'st', 'FULLY_EXHAUSTED', 'until', e)
+  return true
 end
 
 if outcome == 'success' or outcome == 'persistent' then
   local fields = {'last', math.max(k.last, now)}
-  if outcome == 'success' and lseq > k.bseq and k.exh > 0 then
+  if outcome == 'success' and issued > k.bench and k.exh > 0 then
     k.exh = 0
     table.insert(fields, 'exh'); table.insert(fields, 0)
   end
@@ -93,12 +117,16 @@ if outcome == 'success' or outcome == 'persistent' then
   return {k.st, k.untl, 0, now}
 elseif outcome == 'rate_limited' then
   redis.call('HINCRBY', stats, 'r429_' .. quota_kind, 1)
-  if lseq <= k.bseq then
+  local dup = issued <= k.bench
+  if dup then
     redis.call('HINCRBY', stats, 'r429_duplicate', 1)
-    place(k, now)
-    return {k.st, k.untl, 0, now}
+    if not day_kind or not day_upgrade(k) then
+      place(k, now)
+      return {k.st, k.untl, 0, now}
+    end
+  else
+    bench(k)
   end
-  bench(k)
   place(k, now)
   -- keys of the same project share the quota: bench them for the same event, once each
   if k.proj ~= k.id then
@@ -108,15 +136,19 @@ elseif outcome == 'rate_limited' then
         local s = load_key(sid)
         if s then
           refresh(s, now)
-          if lseq > s.bseq and s.st ~= 'FAILED_INIT' then
-            bench(s)
+          if s.st ~= 'FAILED_INIT' then
+            if issued > s.bench then
+              bench(s)
+            elseif day_kind then
+              day_upgrade(s)
+            end
             place(s, now)
           end
         end
       end
     end
   end
-  return {k.st, k.untl, 1, now}
+  return {k.st, k.untl, dup and 0 or 1, now}
 elseif outcome == 'invalid_key' then
   k.st, k.untl = 'FAILED_INIT', 0
   redis.call('HSET', k.kk, 'st', 'FAILED_INIT', 'until', 0)
