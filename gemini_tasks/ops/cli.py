@@ -66,6 +66,7 @@ def keys_table(summary: dict[str, dict[str, Any]], title: str = "API keys") -> A
     extra.add_column("key id", no_wrap=True)
     extra.add_column("project", overflow="fold")
     extra.add_column("lease holder", overflow="fold")
+    extra.add_column("settings set by", overflow="fold")
     for key_id, s in summary.items():
         st = s["status"]
         wait = s.get("available_in_seconds") or 0
@@ -73,8 +74,11 @@ def keys_table(summary: dict[str, dict[str, Any]], title: str = "API keys") -> A
                       f"{wait:.1f}s" if wait else "-", str(s.get("active_leases", 0)), str(s.get("admissions", 0)),
                       f"{s['exhausted_count']}/{s['total_exhausted_count']}")
         project = s.get("project") if (s.get("project") or key_id) != key_id else None
-        if project or s.get("assigned_worker"):
-            extra.add_row(escape(key_id), escape(str(project or "-")), escape(str(s.get("assigned_worker") or "-")))
+        by = s.get("configured_by")
+        set_by = f"{s.get('settings_source') or 'explicit'}: {by}" if by else "-"
+        if project or s.get("assigned_worker") or by:
+            extra.add_row(escape(key_id), escape(str(project or "-")), escape(str(s.get("assigned_worker") or "-")),
+                          escape(set_by))
     return Group(table, extra) if extra.row_count else table
 
 

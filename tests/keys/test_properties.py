@@ -179,3 +179,117 @@ def test_invariants_hold_under_random_interleavings(redis_url, pool_name, proces
     total = sum(int(snap.keys[k].get("texh", 0)) for k in PROJECT_KEYS)
     assert proj_events <= total <= 2 * proj_events
     client.close()
+
+
+# -- Redis restarts that lose recent writes, and re-sent script calls (issue 11) ---------------------------
+RS_KEYS = ["R1", "R2", "R3", "R4"]
+RS_INTERVAL_MS = 5
+
+
+def _rs_loop(url: str, pool: str, seed: int, stop: threading.Event, events: list, lock: threading.Lock) -> None:
+    from gemini_tasks.keys.redis_conn import RideOutRetry
+
+    rnd = random.Random(seed)
+    client = redis.Redis.from_url(url, retry=RideOutRetry(), retry_on_error=[redis.ConnectionError],
+                                  socket_timeout=5)
+    kp = KeyPool(client, pool)
+    pol = AdmitPolicy(model="m", owner=f"t{seed}", api_call_interval=RS_INTERVAL_MS / 1000, lease_ttl=LEASE_TTL)
+    n = 0
+    while not stop.is_set():
+        n += 1
+        aid = f"{seed}-{n}"
+        try:
+            got = kp.admit(RS_KEYS, pol, admission_id=aid)
+            if isinstance(got, Lease) and rnd.random() < 0.2:  # the reply was "lost": the same call again
+                again = kp.admit(RS_KEYS, pol, admission_id=aid)
+                with lock:
+                    events.append(("resent", aid, got, again))
+        except redis.RedisError:
+            continue
+        if not isinstance(got, Lease):
+            time.sleep(min(got.seconds, 0.01) * rnd.random())
+            continue
+        with lock:
+            events.append(("admit", got.key_id, got.lease_id, got.issued_ms, got.expires_ms))
+        time.sleep(rnd.random() * 0.01)
+        if rnd.random() < 0.1:
+            continue  # abandoned: expires
+        try:
+            r = kp.report(got, rnd.choice(["success", "transient", "rate_limited"]), retry_after=0.02,
+                          quota_kind="minute")
+            if rnd.random() < 0.2:
+                kp.report(got, "success")  # a re-sent report
+            with lock:
+                events.append(("report", got.key_id, got.lease_id, r.ended_ms))
+        except redis.RedisError:
+            pass
+    client.close()
+
+
+def test_invariants_hold_across_redis_restarts_that_lose_recent_writes_and_resent_calls(pool_name):
+    from gemini_tasks.testing.local_redis import RedisServer
+
+    with RedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+        kp = KeyPool(client, pool_name)
+        for k in RS_KEYS:
+            kp.register_key(k, category="paid", cooldown=0, exhausted_wait=0.05, fully_exhausted_wait=0.2,
+                            max_exhausted_retries=3)
+        events: list = []
+        lock = threading.Lock()
+        stop = threading.Event()
+        threads = [threading.Thread(target=_rs_loop, args=(server.url, pool_name, i + 1, stop, events, lock))
+                   for i in range(5)]
+        for t in threads:
+            t.start()
+        restarts: list[int] = []  # Redis time (ms) at which each restarted server came up
+        kills: list[int] = []  # ... and just before each crash
+        rnd = random.Random(7)
+        try:
+            for _ in range(3):
+                time.sleep(0.3 + rnd.random() * 0.3)
+                client.save()  # the state the crash will come back to
+                time.sleep(0.2 + rnd.random() * 0.3)  # writes made now are lost
+                sec, usec = client.time()
+                kills.append(sec * 1000 + usec // 1000)
+                server.restart()
+                client = redis.Redis.from_url(server.url)
+                sec, usec = client.time()
+                restarts.append(sec * 1000 + usec // 1000)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+
+        admits = [e for e in events if e[0] == "admit"]
+        assert len(admits) > 50 and len(restarts) == 3
+        # lease ids never repeat, even though the server lost writes three times
+        assert len({e[2] for e in admits}) == len(admits)
+        # a re-sent admission returns the very same lease (unless a restart lost it in between)
+        resent = [(first, again) for _, _, first, again in (e for e in events if e[0] == "resent")]
+        assert len(resent) > 5
+        differing = [(f, a) for f, a in resent if a != f]
+        assert len(differing) <= len(restarts), differing
+        # between two restarts Redis's knowledge is consistent: one lease per key at a time and the spacing gate
+        # hold among the leases issued there, whatever stale reports of lost leases arrive meanwhile
+        reports = {e[2]: e for e in events if e[0] == "report"}
+        for lo, hi in zip([0, *restarts], [*kills, 2**62]):
+            seg = sorted((e for e in admits if lo < e[3] < hi), key=lambda e: e[3])
+            issued = [e[3] for e in seg]
+            assert all(b - a >= RS_INTERVAL_MS for a, b in zip(issued, issued[1:])), "spacing broken"
+            for key in RS_KEYS:
+                leases = [e for e in seg if e[1] == key]
+                for a, b in zip(leases, leases[1:]):
+                    end = min(reports[a[2]][3], a[4]) if a[2] in reports else a[4]
+                    assert b[3] >= end, f"{key}: lease {b[2]} issued while {a[2]} was active"
+        # everything ends, and the ready/waiting structure is whole again
+        time.sleep(LEASE_TTL + 0.1)
+        snap = kp.__class__(client, pool_name).status()
+        assert client.zcard(kp.prefix + "leases") == 0
+        assert all(int(f.get("leases", 0)) == 0 for f in snap.keys.values())
+        for key in RS_KEYS:
+            in_ready = client.zscore(kp.prefix + "ready", key) is not None
+            in_waiting = client.zscore(kp.prefix + "waiting", key) is not None
+            assert in_ready != in_waiting, key
+        client.close()
