@@ -118,3 +118,12 @@ def test_pools_register_again_after_redis_lost_its_data(monkeypatch, pool_name):
         assert isinstance(m.pool.admit(IDS, _policy()), Lease)
         m.pool.client.close()
     get_settings.cache_clear()
+
+
+def test_a_key_replaced_as_paid_does_not_keep_its_free_cooldown(env, pool_name):
+    m = AdvancedApiKeyManager(["GEMINI_API_KEY_1"], pool=pool_name, key_settings={"free": {"key_cooldown_seconds": 30}})
+    m.pool.report(m.pool.admit(m.key_ids, _policy()), "success")
+    assert m.get_keys_status_summary()["GEMINI_API_KEY_1"]["status"] == "COOLDOWN"
+    paid = AdvancedApiKeyManager(["GEMINI_API_KEY_1"], paid_keys="all", pool=pool_name, replace_settings=True)
+    assert paid.get_keys_status_summary()["GEMINI_API_KEY_1"]["status"] == "AVAILABLE"
+    assert isinstance(paid.pool.admit(paid.key_ids, _policy()), Lease)

@@ -25,6 +25,7 @@
 --   * state fields (status, counts, leases, benches) are never reset by configuration;
 --   * a key's src is "explicit" once an explicit or replace call set it; default calls never change it;
 --   * after replace, ids/projkeys/limited hold exactly the listed keys, their projects and the given limits;
+--   * explicit settings apply at once: a cooldown running under the old settings never outlasts the new one;
 --   * every configured key is re-placed in ready/waiting.
 
 local mode, by, epoch_cand = ARGV[1], ARGV[2], ARGV[3]
@@ -121,6 +122,18 @@ for _, e in ipairs(keys) do
   redis.call('SADD', P .. 'ids', id)
   local k = load_key(id)
   refresh(k, now)
+  if mode ~= 'default' then
+    -- a cooldown already running under the old settings never outlasts the new one (free -> paid: no 30 s rest)
+    local cool = tonumber(e[3]) or 0
+    if k.st == 'COOLDOWN' and k.untl > k.last + cool then
+      if k.last + cool > now then k.untl = k.last + cool else k.st, k.untl = 'AVAILABLE', 0 end
+      redis.call('HSET', kk, 'st', k.st, 'until', k.untl)
+    end
+    if k.nb > k.last + cool then
+      k.nb = k.last + cool
+      redis.call('HSET', kk, 'nb', k.nb)
+    end
+  end
   place(k, now)
 end
 
