@@ -66,7 +66,10 @@ def keys_table(summary: dict[str, dict[str, Any]], title: str = "API keys") -> A
     extra.add_column("key id", no_wrap=True)
     extra.add_column("project", overflow="fold")
     extra.add_column("lease holder", overflow="fold")
-    extra.add_column("settings set by", overflow="fold")
+    who = Table(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True, show_edge=False)
+    who.add_column("key id", no_wrap=True)
+    who.add_column("settings", no_wrap=True)
+    who.add_column("set by", overflow="fold")
     for key_id, s in summary.items():
         st = s["status"]
         wait = s.get("available_in_seconds") or 0
@@ -74,12 +77,13 @@ def keys_table(summary: dict[str, dict[str, Any]], title: str = "API keys") -> A
                       f"{wait:.1f}s" if wait else "-", str(s.get("active_leases", 0)), str(s.get("admissions", 0)),
                       f"{s['exhausted_count']}/{s['total_exhausted_count']}")
         project = s.get("project") if (s.get("project") or key_id) != key_id else None
-        by = s.get("configured_by")
-        set_by = f"{s.get('settings_source') or 'explicit'}: {by}" if by else "-"
-        if project or s.get("assigned_worker") or by:
-            extra.add_row(escape(key_id), escape(str(project or "-")), escape(str(s.get("assigned_worker") or "-")),
-                          escape(set_by))
-    return Group(table, extra) if extra.row_count else table
+        if project or s.get("assigned_worker"):
+            extra.add_row(escape(key_id), escape(str(project or "-")), escape(str(s.get("assigned_worker") or "-")))
+        if s.get("configured_by"):  # who set this key's settings (explicit, or the defaults of a manager/worker)
+            who.add_row(escape(key_id), escape(str(s.get("settings_source") or "explicit")),
+                        escape(str(s["configured_by"])))
+    parts = [t for t in (table, extra, who) if t is table or t.row_count]
+    return Group(*parts) if len(parts) > 1 else table
 
 
 def mask_url(url: str) -> str:

@@ -305,7 +305,7 @@ def test_keys_table_fits_80_columns_without_cutting_key_ids(worker, emu, cli_env
     for i in range(1, 5):
         assert re.search(rf"^GEMINI_API_KEY_{i}\s", r.stdout, re.MULTILINE), r.stdout
     assert "a-rather-long-project-name" in r.stdout
-    assert "explicit:" in r.stdout  # who set each key's settings
+    assert re.search(r"^GEMINI_API_KEY_1\s+explicit\s+\S+", r.stdout, re.MULTILINE), r.stdout  # who set what
 
 
 def test_keys_watch_refreshes_one_table_in_place(worker, cli_env, manager_factory):
