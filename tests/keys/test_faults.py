@@ -299,3 +299,10 @@ def test_each_processor_keeps_its_own_interval_and_never_slows_another(redis_cli
     assert isinstance(w, Wait) and w.reason == "spacing" and 1.9 < w.seconds <= 2.0
     kp.advance_clock(2.0)
     assert isinstance(kp.admit(ids, slow), Lease)
+
+
+def test_status_shows_the_latest_processor_gate(redis_client, pool_name):
+    kp = _pool(redis_client, pool_name)
+    assert kp.status().gate_ms == 0
+    lease = kp.admit(["K1"], _policy(processor_id="p", api_call_interval=5.0))
+    assert kp.status().gate_ms == lease.issued_ms + 5000

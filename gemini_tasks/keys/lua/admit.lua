@@ -274,6 +274,7 @@ redis.call('HINCRBY', best.kk, 'admits', 1)
 place(best, now)
 if interval > 0 then
   redis.call('SET', gk, now + interval, 'PX', interval + 60000)
+  redis.call('ZADD', P .. 'gates', now + interval, gk)  -- for status: the latest gate of any processor
 end
 if slot ~= '' then
   redis.call('ZADD', pk, BUSY + exp, slot)

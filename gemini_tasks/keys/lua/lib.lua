@@ -33,6 +33,8 @@
 --   leases              ZSET  every active lease: lease id -> expiry (ms); expired ones are reaped here
 --   gate:<scope>|<proc> STRING earliest time (ms) of a processor's next admission in a spacing scope ("fleet"
 --                             or a host); each processor keeps its own interval (proc "" -> "i<interval>")
+--   gates               ZSET  gate key -> its time (ms), for status (the latest gate of any processor); entries
+--                             older than an hour are trimmed by status.lua
 --   proc:<proc id>      ZSET  a processor's virtual worker slots: slot -> ready time (ms); busy = BUSY + expiry
 --   win:<project>|<model> ZSET admissions in the sliding rate window: lease id -> time (ms)
 --   tokz:<project>|<model> ZSET / tokh:<project>|<model> HASH  the input-token window: lease id -> time,

@@ -5,7 +5,8 @@
 -- Returns {now_ms, {id, field, value, ...}..., stats as {field, value, ...}}: for every registered key its
 -- hash fields plus "leases" (active lease count), "lease_exp" (earliest lease expiry, 0 when none) and
 -- "lease_owner" (the holder of that lease), and the
--- "gate" (fleet spacing gate) as a pseudo-key entry named "__gate__".
+-- "gate" (the latest spacing gate of any processor: the earliest time the most recently spaced processor may
+-- call again) as a pseudo-key entry named "__gate__" with field "fleet".
 -- Reaps expired leases first, so the snapshot never shows a dead worker's lease.
 
 local now = now_ms()
@@ -30,6 +31,8 @@ for _, id in ipairs(ids) do
     table.insert(out, row)
   end
 end
-table.insert(out, {'__gate__', 'fleet', redis.call('GET', P .. 'gate:fleet') or '0'})
+redis.call('ZREMRANGEBYSCORE', P .. 'gates', '-inf', now - 3600000)
+local last_gate = redis.call('ZRANGE', P .. 'gates', -1, -1, 'WITHSCORES')
+table.insert(out, {'__gate__', 'fleet', last_gate[2] or '0'})
 table.insert(out, redis.call('HGETALL', P .. 'stats'))
 return out
