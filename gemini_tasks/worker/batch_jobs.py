@@ -274,17 +274,17 @@ def step(group_id: str, n: int, requeue: Requeue) -> dict[str, Any]:
         requeue(poll)
     if state == "JOB_STATE_SUCCEEDED":
         results = read_results(client, batch, jobs, key_id)
-        record.put_results(results)
-        for value in results.values():
-            if value.get("ok"):
-                record_usage(pool, model=meta["model"], tier="batch", usage=value.get("usage"))
-        record.update_part(n, state=DONE, job_state=state, stats=stats)
-        log.info("batch %s part %d: job %s SUCCEEDED, %d answers stored", group_id, n, job_name, len(results))
         if part.get("input_file"):  # the JSONL input counts against the project's Files storage until deleted
-            try:
+            try:  # before the answers are stored: a caller that has them sees the input gone
                 client.files.delete(name=part["input_file"])
             except Exception as exc:  # noqa: BLE001 - best effort: it expires on its own after 48 h
                 log.info("batch %s part %d: could not delete %s: %r", group_id, n, part["input_file"], exc)
+        for value in results.values():  # counted before the answers are visible, like a synchronous call's
+            if value.get("ok"):
+                record_usage(pool, model=meta["model"], tier="batch", usage=value.get("usage"))
+        record.put_results(results)
+        record.update_part(n, state=DONE, job_state=state, stats=stats)
+        log.info("batch %s part %d: job %s SUCCEEDED, %d answers stored", group_id, n, job_name, len(results))
         return {"state": DONE, "job": job_name, "answers": len(results)}
     attempts = int(part.get("attempts", 1))
     if attempts <= int(meta.get("max_resubmits", 2)):
