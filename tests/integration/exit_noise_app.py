@@ -10,7 +10,11 @@ import threading
 
 import redis
 
-from gemini_tasks import AdvancedApiKeyManager, GeminiParallelProcessor, GeminiStreamingProcessor
+from gemini_tasks import (
+    AdvancedApiKeyManager,
+    GeminiParallelProcessor,
+    GeminiStreamingProcessor,
+)
 from gemini_tasks.client.processors import BatchLost
 from gemini_tasks.settings import get_settings
 

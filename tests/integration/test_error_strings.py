@@ -11,7 +11,7 @@ def test_a_502_html_page_is_reduced_to_its_status_and_a_short_reason(worker, emu
     sp.start()
     try:
         emu.add_fault(action="status", status=502, prompt_contains="E502")
-        meta, response, error = sp.process_single({"prompt": "E502 please"}, timeout=30)
+        _, response, error = sp.process_single({"prompt": "E502 please"}, timeout=30)
     finally:
         sp.stop()
     assert response is None

@@ -9,12 +9,13 @@ The emulator counts the calls: exactly one per request in every case.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
 import pytest
 
-FAST = dict(worker_cooldown_seconds=0, api_call_interval=0)
+FAST = {"worker_cooldown_seconds": 0, "api_call_interval": 0}
 
 
 @pytest.fixture
@@ -44,10 +45,8 @@ def keys_redis(fleet_env, monkeypatch):
     try:
         yield Control()
     finally:
-        try:
+        with contextlib.suppress(Exception):  # the server is stopped next anyway
             admin.execute_command("REPLICAOF", "NO", "ONE")
-        except Exception:  # noqa: BLE001 - the server is stopped next anyway
-            pass
         admin.close()
         monkeypatch.delenv("GEMINI_TASKS_KEYS_REDIS_URL")
         get_settings.cache_clear()
@@ -98,7 +97,7 @@ def test_answer_survives_a_key_manager_that_refuses_writes_for_a_while(worker, e
     t.join(60)
     sp.stop()
     assert "error" not in out, out
-    meta, response, error = out["value"]
+    _, response, error = out["value"]
     assert error is None and "PAID-A answer me" in response
     assert len(calls(emu, "PAID-A")) == 1
     # the success was reported once Redis took writes again: the key is free, not held until its lease expires
@@ -121,7 +120,7 @@ def test_answer_is_returned_when_the_key_manager_never_comes_back(worker, emu, k
     keys_redis.writable()
     sp.stop()
     assert "error" not in out, out
-    meta, response, error = out["value"]
+    _, response, error = out["value"]
     assert error is None and "PAID-B answer me" in response
     assert len(calls(emu, "PAID-B")) == 1
     # the key manager was never told: the lease is still held and ends at its expiry
