@@ -16,6 +16,8 @@ READS = re.compile(r"""(?:environ(?:\.get)?\(\s*|environ\[\s*|getenv\(\s*|_float
 KEY_SECRETS = {"GEMINI_API_KEY"}
 #: variables of the test stack (gemini_tasks/testing/), documented in the README's Development section
 TEST_ONLY = {"GEMINI_TASKS_TEST_AMQP"}
+#: other software's own variables, honoured as that software does (OpenSSL's trust store, as the SDK reads it)
+THIRD_PARTY = {"SSL_CERT_FILE", "SSL_CERT_DIR"}
 
 
 def reads(path: Path) -> set[str]:
@@ -30,7 +32,7 @@ def test_the_package_reads_the_environment_only_in_settings():
         rel = path.relative_to(ROOT)
         if path.name == "settings.py" or "emulator" in rel.parts or "testing" in rel.parts:
             continue
-        found = reads(path) - KEY_SECRETS
+        found = reads(path) - KEY_SECRETS - THIRD_PARTY
         if found:
             outside[str(rel)] = sorted(found)
     assert outside == {}, f"read these through gemini_tasks.settings: {outside}"
