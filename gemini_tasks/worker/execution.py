@@ -57,8 +57,6 @@ log = logging.getLogger("gemini_tasks")
 
 OUTCOME_OF = {RATE_LIMITED: "rate_limited", INVALID_KEY: "invalid_key", TRANSIENT: "transient",
               PERSISTENT: "persistent", BLOCKED: "success"}
-#: A 429 on every key, again and again, ends as an "exhausted" error rather than looping forever.
-MAX_RATE_LIMITED_ATTEMPTS = 50
 #: a job with a caller waiting on it (streaming, single TTS) carries ``deadline``: the caller's own deadline
 #: plus this grace, after which the worker never calls (the caller's cancel flag normally stops it first)
 DEADLINE_GRACE = 2.0
@@ -346,9 +344,12 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                 time.sleep(backoff)
                 continue
             if err.kind == RATE_LIMITED:
+                # a 429 benched the key: waiting for another is a wait like any other, bounded by max_wait only
                 state["rate_limited"] += 1
-                if state["rate_limited"] >= MAX_RATE_LIMITED_ATTEMPTS:
-                    _fail(f"All keys exhausted: {state['rate_limited']} rate-limited attempts "
+                waited = time.time() - state["first_seen"]
+                if waited >= float(p.get("max_wait", 3600)):
+                    _fail(f"All keys exhausted: gave up after waiting {waited:.0f}s (max_wait_seconds="
+                          f"{float(p.get('max_wait', 3600)):g}) and {state['rate_limited']} rate-limited calls "
                           f"({error_message(err)})", "exhausted", job, err, lease.key_id)
                 continue
             if err.kind == INVALID_KEY:

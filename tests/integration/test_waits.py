@@ -139,3 +139,19 @@ def test_the_issue_case_two_free_keys_8s_cooldown_ten_prompts(worker, emu, manag
     results = proc.process_prompts([{"prompt": f"ISSUE8 {i}"} for i in range(10)], timeout=180, progress=False)
     assert [e for _, _, e in results if e] == []
     assert len(gen_calls(emu, "ISSUE8")) == 10
+
+
+def test_many_429s_are_waits_too_the_prompt_gives_up_only_at_max_wait(worker, emu, manager_factory):
+    """A run of 429s (each benching its key briefly) is waiting, not an error budget: 60 in a row, then an answer."""
+    from gemini_tasks import GeminiParallelProcessor
+
+    m = manager_factory(4, paid_keys="all", key_settings={"paid": {
+        "exhausted_wait_seconds": 0.05, "max_exhausted_retries": 1000}})
+    emu.add_fault(action="status", status=429, quota_kind="minute", retry_delay="0.05s", prompt_contains="STORM60",
+                  times=60)
+    proc = GeminiParallelProcessor(m, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0,
+                                   max_wait_seconds=120)
+    (_, response, error), = proc.process_prompts([{"prompt": "STORM60 at last"}], timeout=120, progress=False)
+    assert error is None, error
+    statuses = [c["status"] for c in gen_calls(emu, "STORM60")]
+    assert statuses == [429] * 60 + [200]
