@@ -312,6 +312,8 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                      again.reason)
             ctx.requeue(job, again.countdown)
         except NoUsableKeys as exc:
+            if pool_watcher().recover(pool):  # Redis lost the pool: its keys are announced again, try once more
+                continue
             _fail(f"Fatal: {exc}", "no_usable_keys", job)
         except Cancelled:
             _fail("Cancelled: the caller stopped waiting; no call was made", "cancelled", job)

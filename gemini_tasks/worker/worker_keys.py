@@ -106,6 +106,27 @@ class PoolWatcher:
                 log.debug("pool watcher: %s: %s", type(exc).__name__, exc)
         return changed
 
+    def recover(self, pool: KeyPool) -> bool:
+        """Announce to ``pool`` again at once when it lost its state (an admission found none of its keys);
+        True when it did, so the caller may try the admission again instead of failing the request."""
+        where = (id(pool.client), pool.prefix)
+        with self._lock:
+            known = self._pools.get(where)
+        if known is None:
+            self.add(pool)
+            return False
+        try:
+            if pool.epoch() == known[1] and known[1] is not None:
+                return False
+            log.warning("key pool %r lost its state in Redis; announcing this worker's keys again", pool.pool)
+            announce(pool)
+        except Exception as exc:  # noqa: BLE001 - Redis away: the request fails as it would have
+            log.debug("pool watcher: %s: %s", type(exc).__name__, exc)
+            return False
+        with self._lock:
+            self._pools[where] = (pool, pool.epoch())
+        return True
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self.check_now()

@@ -7,6 +7,7 @@ import os
 import socket
 
 import pytest
+import redis
 
 from gemini_tasks.keys import AdmitPolicy, AdvancedApiKeyManager, KeyPool, Lease, Wait
 from gemini_tasks.testing.local_redis import RedisServer
@@ -127,3 +128,26 @@ def test_a_key_replaced_as_paid_does_not_keep_its_free_cooldown(env, pool_name):
     paid = AdvancedApiKeyManager(["GEMINI_API_KEY_1"], paid_keys="all", pool=pool_name, replace_settings=True)
     assert paid.get_keys_status_summary()["GEMINI_API_KEY_1"]["status"] == "AVAILABLE"
     assert isinstance(paid.pool.admit(paid.key_ids, _policy()), Lease)
+
+
+def test_a_worker_that_finds_no_usable_keys_announces_again_at_once(monkeypatch, pool_name):
+    for name in list(os.environ):
+        if name.startswith("GEMINI_API_KEY"):
+            monkeypatch.delenv(name)
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    from gemini_tasks.keys import NoUsableKeys
+    from gemini_tasks.worker.worker_keys import PoolWatcher
+
+    with RedisServer() as server:
+        client = redis.Redis.from_url(server.url)
+        kp = KeyPool(client, pool_name)
+        watcher = PoolWatcher(interval=3600)
+        watcher.add(kp)
+        assert not watcher.recover(kp)  # nothing lost: nothing to do
+        server.restart()
+        with pytest.raises(NoUsableKeys):
+            kp.admit(IDS, _policy())
+        assert watcher.recover(kp)
+        assert isinstance(kp.admit(IDS, _policy()), Lease)
+        client.close()
