@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from gemini_tasks.keys.pool import AdmitPolicy, KeyPool, Lease, Wait
 from gemini_tasks.keys.wake import listener_for

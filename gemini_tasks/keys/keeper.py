@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 from gemini_tasks.keys.pool import LEASE_TTL, KeyPool, Lease
 
@@ -95,7 +95,7 @@ class LeaseKeeper:
                                 "longer than the %.0fs lease TTL, or lost its data); its report will be fenced",
                                 h.lease.key_id, self.ttl)
 
-    def start(self) -> "LeaseKeeper":
+    def start(self) -> LeaseKeeper:
         """Start the renewal thread (idempotent). Done before the first admission, so starting a thread never
         delays a call between its admission and its send (the quota windows count from admission)."""
         if self._thread is not None and self._thread.is_alive():

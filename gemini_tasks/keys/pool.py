@@ -392,7 +392,7 @@ class KeyPool:
         kind = quota_kind or "unknown"
         if kind not in QUOTA_KINDS:
             kind = "unknown"
-        args = [lease.lease_id, lease.key_id, lease.issued_ms, outcome,
+        args: list[str | int] = [lease.lease_id, lease.key_id, lease.issued_ms, outcome,
                 -1 if retry_after is None else _ms(retry_after), kind, _ms(worker_cooldown),
                 pacific_tz_table(), -1 if prompt_tokens is None else max(0, int(prompt_tokens))]
         if pipe is not None:  # EVALSHA alone: a Script on a pipeline costs a SCRIPT EXISTS round trip first

@@ -18,14 +18,14 @@ _HOUR = 3600
 
 def pacific_offset_ms(at: _dt.datetime | None = None) -> int:
     """UTC offset of Pacific time in milliseconds (negative: -25200000 in summer, -28800000 in winter)."""
-    moment = at or _dt.datetime.now(_dt.timezone.utc)
+    moment = at or _dt.datetime.now(_dt.UTC)
     offset = moment.astimezone(PACIFIC).utcoffset()
     assert offset is not None
     return int(offset.total_seconds() * 1000)
 
 
 def _offset_s(ts: int) -> int:
-    return pacific_offset_ms(_dt.datetime.fromtimestamp(ts, _dt.timezone.utc)) // 1000
+    return pacific_offset_ms(_dt.datetime.fromtimestamp(ts, _dt.UTC)) // 1000
 
 
 @lru_cache(maxsize=4)

@@ -88,8 +88,8 @@ class FreedListener:
                 if pubsub is not None:
                     try:
                         pubsub.close()
-                    except Exception:  # noqa: BLE001
-                        pass
+                    except Exception as exc:  # noqa: BLE001 - closing a broken connection may fail too
+                        log.debug("closing the freed-lease subscription: %s", exc)
 
 
 _listeners: dict[tuple[int, int], FreedListener] = {}

@@ -16,7 +16,8 @@ import logging
 import os
 import socket
 import threading
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 

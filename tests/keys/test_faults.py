@@ -199,10 +199,10 @@ def _at(kp: KeyPool, when: dt.datetime) -> None:
 
 @pytest.mark.parametrize("local_now,expected_end", [
     # 00:30 on the March change Sunday (PST): the day ends at midnight PDT, 07:00 UTC
-    (dt.datetime(2026, 3, 8, 0, 30, tzinfo=PACIFIC), dt.datetime(2026, 3, 9, 7, 0, tzinfo=dt.timezone.utc)),
+    (dt.datetime(2026, 3, 8, 0, 30, tzinfo=PACIFIC), dt.datetime(2026, 3, 9, 7, 0, tzinfo=dt.UTC)),
     # 00:30 on the November change Sunday (PDT): the day ends at midnight PST, 08:00 UTC the next day
-    (dt.datetime(2026, 11, 1, 0, 30, tzinfo=PACIFIC), dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.timezone.utc)),
-    (dt.datetime(2026, 11, 1, 1, 30, fold=1, tzinfo=PACIFIC), dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.timezone.utc)),
+    (dt.datetime(2026, 11, 1, 0, 30, tzinfo=PACIFIC), dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)),
+    (dt.datetime(2026, 11, 1, 1, 30, fold=1, tzinfo=PACIFIC), dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)),
 ])
 def test_per_day_bench_ends_at_the_real_pacific_midnight_on_dst_days(redis_client, pool_name, local_now,
                                                                      expected_end):
@@ -212,7 +212,7 @@ def test_per_day_bench_ends_at_the_real_pacific_midnight_on_dst_days(redis_clien
     r = kp.report(lease, "rate_limited", quota_kind="day")
     assert r.status == "FULLY_EXHAUSTED"
     assert r.until_ms == int(expected_end.timestamp() * 1000), (
-        dt.datetime.fromtimestamp(r.until_ms / 1000, dt.timezone.utc), expected_end)
+        dt.datetime.fromtimestamp(r.until_ms / 1000, dt.UTC), expected_end)
 
 
 # -- item 9: per-day 429s and benches ---------------------------------------------------------------------
