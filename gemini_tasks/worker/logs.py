@@ -15,7 +15,7 @@ import celery.app.trace as celery_trace
 from celery import signals
 
 #: Celery's success line without ``: %(return_value)s`` (the answer and the metadata)
-SUCCESS_LINE = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
+SUCCESS_LINE = "Task %(name)s[%(id)s] succeeded in %(runtime).3fs"
 #: third-party loggers that write one INFO line per request
 PER_REQUEST_LOGGERS = ("google_genai.models", "httpx", "httpx2", "httpcore")
 
