@@ -102,4 +102,5 @@ task_default_queue = "batch"
 task_routes = {
     "gemini_tasks.generate_interactive": {"queue": "interactive"},
     "gemini_tasks.speech_interactive": {"queue": "interactive"},
+    "gemini_tasks.generate_stream": {"queue": "interactive"},
 }

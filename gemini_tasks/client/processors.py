@@ -19,6 +19,7 @@ from google.genai import types
 
 from gemini_tasks.celery_app import app
 from gemini_tasks.client.aio import AsyncBatchMixin, AsyncSingleMixin
+from gemini_tasks.client.token_stream import TokenStreamMixin
 from gemini_tasks.worker.execution import DEADLINE_GRACE, TaskFailed
 from gemini_tasks.client import quiet_exit
 from gemini_tasks.client.publish import publish_group
@@ -316,7 +317,7 @@ class _Progress:
             self.bar.stop()
 
 
-class GeminiStreamingProcessor(AsyncSingleMixin, _Processor):
+class GeminiStreamingProcessor(TokenStreamMixin, AsyncSingleMixin, _Processor):
     """One request at a time, answered as soon as a worker has it: ``apply_async(...).get(timeout)``.
 
     Requests go to the ``interactive`` queue, which batch floods never fill. A caller that times out

@@ -24,6 +24,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "latency_seconds": 0.0,
     "latency_jitter_seconds": 0.0,
     "seed": 0,
+    # streamGenerateContent: text answers come in this many SSE chunks, this far apart
+    "stream_chunks": 4,
+    "stream_chunk_delay_seconds": 0.05,
     # TTS
     "tts_seconds": None,  # fixed duration; None = proportional to the text
     "tts_seconds_per_char": 0.06,
@@ -58,6 +61,7 @@ _NUMBER_FIELDS = {
     "day_seconds",
     "latency_seconds",
     "latency_jitter_seconds",
+    "stream_chunk_delay_seconds",
     "tts_seconds_per_char",
     "tts_min_seconds",
     "flex_latency_seconds",
@@ -70,6 +74,7 @@ _NUMBER_FIELDS = {
 _OPTIONAL_NUMBER_FIELDS = {"tts_seconds", "file_active_after_seconds", "batch_max_requests"}
 _INT_FIELDS = {
     "seed",
+    "stream_chunks",
     "file_active_after_gets",
     "echo_max_chars",
     "log_max",

@@ -7,13 +7,14 @@ gets a scripted 200-shaped fault (blocked, empty, ...) does, as the real API wou
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 from aiohttp import web
 
-from . import tiers, tts, wire
+from . import images, structured, tiers, tts, wire
 from .content import Summary, instruction_text, summarize, text_tokens
 from .shared_state import Emulator
 from .faults import RequestFacts, Rule
@@ -112,19 +113,28 @@ async def handle(
         return await _faulted(emu, request, rule, model, rid, summary, stream)
     if audio:
         return await _speech(emu, request, entry, model, rid, summary, voices, stream)
+    if images.wants_image(model, modalities):
+        body = images.answer(entry, model, rid, summary, gen, _usage)
+        return await _sse(request, [body]) if stream else json_response(body)
     text = _answer_text(model, summary, gen, cfg["echo_max_chars"])
     usage = _usage(summary, text_tokens(text))
     usage["serviceTier"] = tier
+    thoughts = structured.thought_parts(gen, summary.fingerprint)
+    if thoughts:
+        usage["thoughtsTokenCount"] = sum(text_tokens(t["text"]) for t in thoughts)
     if stream:
-        pieces = _split(text)
+        # several chunks, spaced by stream_chunk_delay_seconds, as the real API streams tokens
+        pieces = _split(text, max(1, int(cfg["stream_chunks"])))
         chunks = [_text_chunk(p, model, rid) for p in pieces]
+        chunks[0]["candidates"][0]["content"]["parts"][:0] = thoughts
         chunks[-1]["candidates"][0]["finishReason"] = "STOP"
         chunks[-1]["usageMetadata"] = usage
-        return await _sse(request, chunks)
+        return await _sse(request, chunks, delay=float(cfg["stream_chunk_delay_seconds"]))
     return json_response(
         {
             "candidates": [
-                {"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}
+                {"content": {"role": "model", "parts": [*thoughts, {"text": text}]}, "finishReason": "STOP",
+                 "index": 0}
             ],
             "usageMetadata": usage,
             "modelVersion": model,
@@ -149,7 +159,8 @@ def _answer_text(model: str, summary: Summary, gen: dict[str, Any], limit: int) 
     """Deterministic and self-identifying: the same request always gets the same text."""
     echo = _echo(summary, limit)
     if str(gen.get("response_mime_type", "")).lower() == "application/json":
-        return json.dumps({"emulator": True, "model": model, "fingerprint": summary.fingerprint, "echo": echo})
+        return structured.json_answer(
+            gen, {"emulator": True, "model": model, "fingerprint": summary.fingerprint, "echo": echo}, echo)
     return f"[emulator] {model} {summary.fingerprint} :: {echo}"
 
 
@@ -181,11 +192,17 @@ def _text_chunk(text: str, model: str, rid: str) -> dict[str, Any]:
     }
 
 
-async def _sse(request: web.Request, chunks: list[dict[str, Any]], error: dict | None = None) -> web.StreamResponse:
+async def _sse(request: web.Request, chunks: list[dict[str, Any]], error: dict | None = None,
+               delay: float = 0.0) -> web.StreamResponse:
     resp = web.StreamResponse(status=200, headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
-    for chunk in chunks:
-        await resp.write(b"data: " + wire.dumps(chunk) + b"\r\n\r\n")
+    try:
+        for i, chunk in enumerate(chunks):
+            if i and delay > 0:
+                await asyncio.sleep(delay)
+            await resp.write(b"data: " + wire.dumps(chunk) + b"\r\n\r\n")
+    except ConnectionResetError:  # the client stopped reading (a cancelled stream): nothing more to send
+        return resp
     if error is not None:
         await resp.write(b"data: " + wire.dumps(error) + b"\r\n\r\n")
     await resp.write_eof()

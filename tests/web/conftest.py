@@ -7,13 +7,16 @@ with the ASGI server under test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -21,7 +24,26 @@ KEY_SECRETS = {f"GEMINI_API_KEY_{i}": f"emu-secret-{i:02d}-abcdefghijklmnop" for
 HERE = Path(__file__).parent
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
+def web_redis_server():
+    """A redis-server of this directory's own: its worker process consumes every queue of the Redis it is
+    given, so sharing the session's Redis with other directories' workers would mix their tasks. (A distinct
+    name: overriding the session-scoped ``redis_server`` here would leak into the cached ``redis_url``.)"""
+    from gemini_tasks.testing.local_redis import RedisServer
+
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="package")
+def redis_url(web_redis_server) -> str:
+    return web_redis_server.url
+
+
+@pytest.fixture(scope="package")
 def emulator():
     from gemini_tasks.emulator.runner import EmulatorThread
 
@@ -32,7 +54,41 @@ def emulator():
         emu.stop()
 
 
-@pytest.fixture(scope="session")
+@contextlib.contextmanager
+def celery_app_on(url: str) -> Iterator[Any]:
+    """Point the process-wide Celery app at ``url`` and restore it afterwards, dropping its cached producer
+    pool and result backend both ways (as tests/chaos does), so no later suite publishes to this stack."""
+    from gemini_tasks.celery_app import app
+
+    saved = {name: app.conf[name] for name in ("broker_url", "result_backend")}
+
+    def forget_connections() -> None:
+        pool, app._pool = app._pool, None
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                pool.force_close_all()
+        if "amqp" in app.__dict__:
+            app.__dict__["amqp"]._producer_pool = None
+        backend = app._backend_cache or getattr(app._local, "backend", None)
+        consumer = getattr(backend, "result_consumer", None)
+        if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
+            with contextlib.suppress(Exception):
+                consumer.stop()
+            consumer._pubsub = None
+            consumer.subscribed_to.clear()
+        app._backend_cache = None
+        app._local = threading.local()
+
+    app.conf.update(broker_url=url, result_backend=url, broker_connection_retry_on_startup=True)
+    forget_connections()
+    try:
+        yield app
+    finally:
+        app.conf.update(saved)
+        forget_connections()
+
+
+@pytest.fixture(scope="package")
 def fleet_env(redis_url, emulator):
     saved = dict(os.environ)
     for name in list(os.environ):
@@ -48,16 +104,16 @@ def fleet_env(redis_url, emulator):
     from gemini_tasks.settings import get_settings
 
     get_settings.cache_clear()
-    from gemini_tasks.celery_app import app
+    try:
+        with celery_app_on(redis_url):
+            yield os.environ
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
 
-    app.conf.update(broker_url=redis_url, result_backend=redis_url, broker_connection_retry_on_startup=True)
-    yield os.environ
-    os.environ.clear()
-    os.environ.update(saved)
-    get_settings.cache_clear()
 
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def worker(fleet_env):
     from gemini_tasks.testing.local_fleet import WorkerProcess
 
