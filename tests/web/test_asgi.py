@@ -55,7 +55,6 @@ def test_health_answers_in_ms_while_50_requests_wait_on_slow_gemini_calls(asgi_s
     # a few ms on an idle machine; bounds with room for 2 shared cores (the blocking case below takes seconds)
     assert median < 50, latencies
     assert worst < 300, latencies
-    assert elapsed < SLOW_SECONDS + 10  # 50 keys: every call in flight at once
 
 
 def test_blocking_call_inside_async_def_stalls_the_loop(asgi_server, emu):
