@@ -17,7 +17,12 @@ import time
 import uuid
 from typing import Any, Callable, Iterable, Mapping
 
-from gemini_tasks.client.result_waiter import await_results, run_blocking, run_in_background, waiter
+from gemini_tasks.client.result_waiter import (
+    await_results,
+    run_blocking,
+    run_in_background,
+    waiter,
+)
 
 ResultTuple = tuple[dict[str, Any], Any, str | None]
 
@@ -26,6 +31,19 @@ def _check_timeout(timeout: Any) -> float | None:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
     return None if timeout is None else float(timeout)
+
+
+class _Pending:
+    """A request awaited on the event loop: what ``stop()`` needs to cancel it. (Not a Celery ``AsyncResult``:
+    those subscribe through the blocking result consumer, and their finalizers touch Redis at GC time.)"""
+
+    def __init__(self, task_id: str) -> None:
+        self.id = task_id
+
+    def revoke(self) -> None:
+        from gemini_tasks.celery_app import app
+
+        app.control.revoke(self.id)
 
 
 def _value_of(meta: Mapping[str, Any] | None) -> Any:
@@ -61,11 +79,7 @@ class AsyncSingleMixin:
 
         metadata = dict(prompt_data.get("metadata") or {})
         metadata.setdefault("task_id", task_id)
-        from celery.result import AsyncResult
-
-        from gemini_tasks.celery_app import app
-
-        self_._in_flight[task_id] = AsyncResult(task_id, app=app)  # stop() cancels it like a blocking call
+        self_._in_flight[task_id] = _Pending(task_id)  # stop() cancels it like a blocking call
         try:
             (meta,) = await await_results([task_id], publish, timeout)
         except asyncio.CancelledError:
@@ -85,13 +99,9 @@ class AsyncSingleMixin:
 
     def _abandon(self, task_id: str) -> None:
         """The caller gave up: refuse any later admission, and revoke the message."""
-        from celery.result import AsyncResult
-
-        from gemini_tasks.celery_app import app
-
         self_: Any = self
         self_.key_manager.pool.cancel(task_id)
-        AsyncResult(task_id, app=app).revoke()
+        _Pending(task_id).revoke()
 
 
 def _with_parsed(result: ResultTuple, prompt_data: Any, return_response: bool) -> ResultTuple:
@@ -113,10 +123,8 @@ class AsyncBatchMixin:
         after ``timeout`` seconds (the batch keeps running: collect it later with ``collect(group_id)``).
         Cancelling the awaiting task revokes the batch's requests that have not started.
         """
-        from celery.result import GroupResult
-
-        from gemini_tasks.celery_app import app
-        from gemini_tasks.client.jobs import validate_batch
+        from gemini_tasks.client.jobs import describe_job, generate_job, validate_batch
+        from gemini_tasks.client.publish import publish_group
         from gemini_tasks.client.processors import to_result_tuple
 
         self_: Any = self
@@ -124,19 +132,24 @@ class AsyncBatchMixin:
         prompts = validate_batch(prompts_data)
         if not prompts:
             return []
-        handle = await run_blocking(self_.submit, prompts)  # validates every prompt first, then enqueues
-        from gemini_tasks.keys.tier_batches import is_tier_batch
-
-        if is_tier_batch(handle.group_id):  # service_tier="batch": the Gemini Batch API (client/batch_api.py)
+        jobs = [generate_job(p, model=self_.model_name, manager=self_.key_manager, policy=self_.policy,
+                             where=f"prompts_data[{i}]") for i, p in enumerate(prompts)]  # raises before enqueueing
+        if any(job.get("tier") == "batch" for job in jobs):
+            handle = await run_blocking(self_.submit, prompts)  # service_tier="batch": the Gemini Batch API
             try:
                 # a long wait (jobs take minutes to hours): a thread of its own, not the short-call pool
                 return await asyncio.to_thread(self_.collect, handle, timeout=timeout, progress=progress or False)
             except asyncio.CancelledError:
                 run_in_background(self_.cancel, handle)
                 raise
-        res = GroupResult.restore(handle.group_id, app=app)
-        assert res is not None
-        ids = [r.id for r in res.results]
+
+        def publish() -> tuple[str, list[str]]:
+            res = publish_group(self_._task(), jobs, [describe_job(job) for job in jobs], queue=self_.queue)
+            for child in res.results:  # awaited here, never joined: unregister them from Celery's result consumer
+                child.backend.remove_pending_result(child)
+            return res.id, [child.id for child in res.results]
+
+        group_id, ids = await run_blocking(publish)
         done = [0]
 
         def on_result(_i: int, _meta: dict[str, Any]) -> None:
@@ -150,8 +163,8 @@ class AsyncBatchMixin:
             run_in_background(self_._abandon_batch, ids)
             raise
         if any(m is None for m in metas):
-            raise TimeoutError(f"batch {handle.group_id}: {sum(m is not None for m in metas)} of {len(ids)} results "
-                               f"after {timeout} seconds; collect the rest later with collect({handle.group_id!r})")
+            raise TimeoutError(f"batch {group_id}: {sum(m is not None for m in metas)} of {len(ids)} results "
+                               f"after {timeout} seconds; collect the rest later with collect({group_id!r})")
         out = []
         for prompt, meta in zip(prompts, metas):
             result = to_result_tuple(_value_of(meta), dict(prompt.get("metadata") or {}))
@@ -168,9 +181,6 @@ class AsyncTTSMixin:
     """``agenerate_speech`` and ``agenerate_multi_speaker_dialogue`` for ``GeminiTTSProcessor``."""
 
     async def _arun(self, speech: dict[str, Any], output_file: str | None) -> bytes | None:
-        from celery.result import AsyncResult
-
-        from gemini_tasks.celery_app import app
         from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE
         from gemini_tasks.worker.tasks import TASKS
 
@@ -187,7 +197,7 @@ class AsyncTTSMixin:
 
         def abandon() -> None:
             self_.key_manager.pool.cancel(task_id)
-            AsyncResult(task_id, app=app).revoke()
+            _Pending(task_id).revoke()
 
         try:
             (meta,) = await await_results([task_id], publish, self_.timeout)

@@ -97,12 +97,10 @@ class _StreamBase:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
     def _abandon(self) -> None:
-        from celery.result import AsyncResult
-
         from gemini_tasks.celery_app import app
 
         self.processor.key_manager.pool.cancel(self.task_id)
-        AsyncResult(self.task_id, app=app).revoke()
+        app.control.revoke(self.task_id)
 
     def _timeout_error(self) -> TimeoutError:
         return TimeoutError(f"Streaming timed out after {self.timeout} seconds ({len(self.pieces)} chunk(s) "

@@ -8,6 +8,7 @@ with the ASGI server under test.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
 import subprocess
@@ -107,6 +108,9 @@ def fleet_env(redis_url, emulator):
     try:
         with celery_app_on(redis_url):
             yield os.environ
+            # results still referenced by finished tests unsubscribe now, while this Redis still runs (their
+            # finalizers would otherwise retry a stopped Redis at some later garbage collection)
+            gc.collect()
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -88,10 +88,20 @@ def test_aprocess_single_bad_input_raises_before_enqueueing(worker, emu, manager
     assert emu.log() == []
 
 
+def _live_results() -> int:
+    import gc
+
+    from celery.result import AsyncResult
+
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if isinstance(o, AsyncResult))
+
+
 def test_aprocess_prompts_in_input_order_with_failures_in_place(worker, emu, manager):
     from gemini_tasks import GeminiParallelProcessor
 
     emu.add_fault(action="status", status=400, prompt_contains="BAD-REQUEST")
+    before = _live_results()
     proc = GeminiParallelProcessor(manager, "gemini-2.5-flash", **FAST)
     prompts = [{"prompt": f"batch q{i}", "metadata": {"i": i}} for i in range(10)]
     prompts[4]["prompt"] = "a BAD-REQUEST"
@@ -104,6 +114,8 @@ def test_aprocess_prompts_in_input_order_with_failures_in_place(worker, emu, man
         else:
             assert error is None and f"batch q{i}" in text
     assert seen[-1] == (10, 10)
+    # nothing of the batch stays in memory (no result object is left registered for joining)
+    assert _live_results() <= before
     with pytest.raises(ValueError, match=r"prompts_data\[1\]"):
         asyncio.run(proc.aprocess_prompts([{"prompt": "ok"}, {"prompt": 3}]))
 
