@@ -422,8 +422,13 @@ def _check_paths_here(request: dict[str, Any], job: dict[str, Any],
     return items
 
 
-def execute_generate(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Text generation (with audio/video parts) for one prompt."""
+def execute_generate(job: dict[str, Any], ctx: JobContext,
+                     respond: Callable[[Any, Any, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Text generation (with audio/video parts) for one prompt.
+
+    ``respond(client, contents, config)``, when given, makes the call instead (token streaming,
+    :mod:`gemini_tasks.worker.token_stream`) and returns the result's fields.
+    """
     request = from_wire(job["request"])
     config = build_generate_config(request.get("generation_config"))
     items = _check_paths_here(request, job, job["request"].get(media_files.CHECKS_KEY) or {})
@@ -445,6 +450,8 @@ def execute_generate(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             uploaded, reused = resolver.uploaded, resolver.reused
             pool.mark_sent(lease)  # uploads took time: count the call in the quota window from now
         call_cfg = tier_calls.call_config(config, tier_calls.current_tier(job), settings.request_timeout)
+        if respond is not None:
+            return {"uploads": uploaded, "uploads_reused": reused, **respond(client, contents, call_cfg)}
         response = client.models.generate_content(model=job["model"], contents=contents, config=call_cfg)
         out: dict[str, Any] = {"usage": usage_dict(response), "uploads": uploaded, "uploads_reused": reused,
                                **tier_calls.result_fields(job, response)}

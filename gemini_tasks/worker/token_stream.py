@@ -19,22 +19,14 @@ import socket
 from typing import Any
 
 from celery import Task
-from google.genai import types
+from celery.exceptions import Retry
 
 from gemini_tasks.celery_app import app
-from gemini_tasks.gemini import content as media
 from gemini_tasks.gemini.classification import classify
-from gemini_tasks.gemini.config import build_generate_config
 from gemini_tasks.gemini.errors import PERSISTENT, RATE_LIMITED, TRANSIENT, GeminiCallFailed
 from gemini_tasks.gemini.response import _first_candidate_parts, extract_text, usage_dict
-from gemini_tasks.gemini.tokens import estimate_tokens, media_tokens
-from gemini_tasks.gemini.validation import from_wire
-from gemini_tasks.keys.pool import KeyPool, Lease
 from gemini_tasks.keys.token_streams import END, ERROR, StreamWriter
-from gemini_tasks.settings import get_settings
-from gemini_tasks.worker import tier_calls
-from gemini_tasks.worker.execution import JobContext, TaskFailed, _check_paths_here, run_with_key, worker_pool
-from gemini_tasks.worker.uploads import ProjectUploads
+from gemini_tasks.worker.execution import JobContext, TaskFailed, execute_generate, worker_pool
 
 log = logging.getLogger("gemini_tasks.worker.token_stream")
 
@@ -57,38 +49,19 @@ def _final(err: Any, sent: int) -> GeminiCallFailed:
 
 
 def execute_stream(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    settings = get_settings()
+    """``execute_generate`` with a streaming call: every text piece goes to the request's token stream."""
     pool = worker_pool(job["pool"]["pool"])
     writer = StreamWriter(pool.client, pool.prefix, ctx.task_id)
     last = writer.last_type()
     if last in (END, ERROR):  # a redelivered copy of a finished stream
         return {"ok": True, "replayed": True, "task_id": ctx.task_id}
     if last is not None:  # a redelivered copy of a stream whose worker died mid-way: never start it again
-        message = ("Transient error (stream interrupted): the worker answering this stream stopped; "
-                   "ask again")
+        message = "Transient error (stream interrupted): the worker answering this stream stopped; ask again"
         writer.error(TRANSIENT, message)
         raise TaskFailed(message, {"kind": TRANSIENT, "metadata": job.get("metadata") or {}})
     writer.start(f"{socket.gethostname()}:{ctx.owner or ctx.task_id}")
 
-    request = from_wire(job["request"])
-    config = build_generate_config(request.get("generation_config"))
-    try:
-        items = _check_paths_here(request, job)
-    except TaskFailed as exc:
-        writer.error(exc.info.get("kind") or PERSISTENT, exc.message)
-        raise
-    upload_paths = set(media.choose_uploads(items, text_bytes=len((request.get("prompt") or "").encode())))
-    prebuilt = None if upload_paths else media.build_contents(request)
-
-    def call(client: Any, lease: Lease, kp: KeyPool) -> dict[str, Any]:
-        contents = prebuilt
-        if contents is None:
-            project = kp.client.hget(f"{kp.prefix}key:{lease.key_id}", "proj") or b""
-            project = (project.decode() if isinstance(project, bytes) else project) or lease.key_id
-            contents = media.build_contents(request, ProjectUploads(kp.client, kp.prefix, project, client,
-                                                                    upload_paths))
-            kp.mark_sent(lease)
-        call_cfg = tier_calls.call_config(config, tier_calls.current_tier(job), settings.request_timeout)
+    def respond(client: Any, contents: Any, call_cfg: Any) -> dict[str, Any]:
         sent, pieces, last_chunk, usage, cancelled = 0, [], None, None, False
         stream = client.models.generate_content_stream(model=job["model"], contents=contents, config=call_cfg)
         try:
@@ -120,16 +93,15 @@ def execute_stream(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         return {"usage": usage_dict(usage) if usage is not None else None, "chunks": sent,
                 "chars": sum(len(p) for p in pieces), "cancelled": cancelled}
 
-    if prebuilt is not None:
-        tokens = estimate_tokens(prebuilt)
-    else:  # files still to upload: estimate from the text and the files' sizes
-        tokens = estimate_tokens([types.Part(text=request.get("prompt") or "")]) + sum(
-            media_tokens(item.mime_type, item.size) for item in items)
     try:
-        result = run_with_key(job, ctx, call, lease_ttl=tier_calls.lease_seconds(job, settings.request_timeout),
-                              tokens=tokens)
+        result = execute_generate(job, ctx, respond=respond)
     except TaskFailed as exc:
         writer.error(exc.info.get("kind") or PERSISTENT, exc.message)
+        raise
+    except Retry:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the caller must never wait for a stream that will not come
+        writer.error(PERSISTENT, f"Persistent error (worker: {type(exc).__name__}): {exc}"[:500])
         raise
     writer.end({"usage": result.get("usage"), "chunks": result.get("chunks"), "key_id": result.get("key_id"),
                 "cancelled": result.get("cancelled", False)})
