@@ -70,12 +70,12 @@ def test_batch_streaming_cancel_tts_and_queue_sizes_on_rabbitmq(rstack):
     manager = rstack.manager()
     sp = GeminiStreamingProcessor(manager, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0)
     sp.start()
-    _meta, text, error = sp.process_single({"prompt": "rmq stream hello"}, timeout=30)
+    _meta, text, error = sp.process_single({"prompt": "rmq stream hello"}, timeout=60)
     assert error is None and "rmq stream hello" in text
     worker.stop()
     one = rstack.worker(queues="interactive", concurrency=1)
     ctl.add_fault(action="latency", seconds=4, prompt_contains="RMQ-BLOCKER")
-    blocker = threading.Thread(target=lambda: sp.process_single({"prompt": "RMQ-BLOCKER"}, timeout=30))
+    blocker = threading.Thread(target=lambda: sp.process_single({"prompt": "RMQ-BLOCKER"}, timeout=60))
     blocker.start()
     wait_for(lambda: any(prompt_of(e) == "RMQ-BLOCKER" for e in ctl.log()) or
              any(r["applied"] for r in ctl.faults()), 10, interval=0.05, what="blocker in flight")
@@ -91,7 +91,7 @@ def test_batch_streaming_cancel_tts_and_queue_sizes_on_rabbitmq(rstack):
     sp.stop()
 
     # TTS
-    tts = GeminiTTSProcessor(manager, timeout=30, api_call_interval=0)
+    tts = GeminiTTSProcessor(manager, timeout=60, api_call_interval=0)
     audio = tts.generate_speech("rabbit speech", voice="Puck")
     assert audio and len(audio) > 1000
     one.stop()
