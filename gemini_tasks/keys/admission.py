@@ -35,6 +35,10 @@ class WaitTooLong(Exception):
         return f"next admission in {self.wait.seconds:.1f}s ({self.wait.reason})"
 
 
+class Interrupted(Exception):
+    """``should_stop`` turned true while waiting: the caller gives the request back instead of waiting on."""
+
+
 def acquire(
     pool: KeyPool,
     candidates: Iterable[str],
@@ -45,15 +49,19 @@ def acquire(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     wake_on_release: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Lease:
     """Admit, sleeping through short waits. Raises WaitTooLong, NoUsableKeys or Cancelled.
 
     ``deadline`` (a ``clock()`` value) bounds the whole wait: a wait that would end after it raises
-    WaitTooLong at once, so a caller with a timeout never sleeps past it.
+    WaitTooLong at once, so a caller with a timeout never sleeps past it. ``should_stop`` (a stopping worker)
+    is asked before every attempt; once true, :class:`Interrupted` is raised instead of admitting.
     """
     ids = list(candidates)
     listener = None
     while True:
+        if should_stop is not None and should_stop():
+            raise Interrupted()
         seen = listener.generation if listener is not None else 0
         got = pool.admit(ids, policy)
         if isinstance(got, Lease):

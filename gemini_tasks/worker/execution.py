@@ -41,7 +41,7 @@ from gemini_tasks.gemini.classification import classify
 from gemini_tasks.gemini.response import extract_audio, extract_text, usage_dict
 from gemini_tasks.gemini.tokens import estimate_tokens, media_tokens
 from gemini_tasks.gemini.validation import from_wire
-from gemini_tasks.keys.admission import WaitTooLong, acquire
+from gemini_tasks.keys.admission import Interrupted, WaitTooLong, acquire
 from gemini_tasks.keys.keeper import lease_keeper
 from gemini_tasks.keys.pool import AdmitPolicy, Cancelled, KeyPool, Lease, NoUsableKeys, Wait
 from gemini_tasks.ops.metrics import record_call
@@ -186,7 +186,8 @@ def _admit(pool: KeyPool, secrets: dict[str, str], policy: AdmitPolicy, job: dic
         answer_by = deadline - DEADLINE_GRACE - REPLY_MARGIN
         try:
             return acquire(pool, secrets, policy, max_sleep=float("inf"),
-                           deadline=time.monotonic() + (answer_by - time.time()), sleep=stoppable_sleep)
+                           deadline=time.monotonic() + (answer_by - time.time()), sleep=stoppable_sleep,
+                           should_stop=worker_stopping)
         except WaitTooLong as too_long:
             left = max(0.0, answer_by - time.time())
             _fail(f"Timed out waiting for a key: the next admission is in {too_long.wait.seconds:.1f}s, after this "
@@ -198,7 +199,7 @@ def _admit(pool: KeyPool, secrets: dict[str, str], policy: AdmitPolicy, job: dic
     budget = max_wait - (time.time() - state["first_seen"])
     try:
         return acquire(pool, secrets, policy, max_sleep=max_sleep, deadline=time.monotonic() + max(0.0, budget),
-                       sleep=stoppable_sleep)
+                       sleep=stoppable_sleep, should_stop=worker_stopping)
     except WaitTooLong as too_long:
         wait = too_long.wait
         waited = time.time() - state["first_seen"]
@@ -299,7 +300,7 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
             _fail("Cancelled: the caller stopped waiting before a key was free; no call was made", "cancelled", job)
         try:
             lease = _admit(pool, secrets, policy, job, max_sleep=max_sleep)
-        except WorkerStopping:
+        except (WorkerStopping, Interrupted):
             if ctx.requeue is None:
                 raise
             log.info("task %s: worker stopping; handed back before its call", ctx.task_id)

@@ -157,3 +157,9 @@ def test_sigkilled_worker_messages_return_at_once_on_rabbitmq(rstack):
     record_figures("rabbitmq_sigkill", broker="rabbitmq", requests=n, lost=0, duplicates=duplicates,
                    recovery_seconds=round(recovered_s, 1))
     survivor.stop()
+
+
+def test_sigkilled_worker_holding_every_keys_lease_on_rabbitmq(rstack):
+    from test_fast_recovery import kill_while_holding_every_lease
+
+    kill_while_holding_every_lease(rstack, {}, "rabbitmq_sigkill_every_lease", "rabbitmq")
