@@ -7,6 +7,7 @@ from gemini_tasks import (  # noqa: F401
     TTS_MODELS,
     TTS_VOICES,
     AdvancedApiKeyManager,
+    GeminiImageGenerator,
     GeminiParallelProcessor,
     GeminiSequentialProcessor,
     GeminiStreamingProcessor,
@@ -16,6 +17,6 @@ from gemini_tasks import (  # noqa: F401
 
 __all__ = [
     "AdvancedApiKeyManager", "GeminiParallelProcessor", "GeminiStreamingProcessor", "GeminiTTSProcessor",
-    "GeminiSequentialProcessor",
+    "GeminiSequentialProcessor", "GeminiImageGenerator",
     "text_to_speech", "TTS_VOICES", "TTS_MODELS",
 ]

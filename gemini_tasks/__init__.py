@@ -22,6 +22,7 @@ _EXPORTS = {
     "TTS_MODELS": "gemini_tasks.gemini.tts",
     "BatchHandle": "gemini_tasks.client.processors",
     "GeminiSequentialProcessor": "gemini_tasks.client.sequential",
+    "GeminiImageGenerator": "gemini_tasks.client.images",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -103,4 +103,5 @@ task_routes = {
     "gemini_tasks.generate_interactive": {"queue": "interactive"},
     "gemini_tasks.speech_interactive": {"queue": "interactive"},
     "gemini_tasks.generate_stream": {"queue": "interactive"},
+    "gemini_tasks.image_interactive": {"queue": "interactive"},
 }

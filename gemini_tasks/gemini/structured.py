@@ -30,6 +30,31 @@ def _schema_of(generation_config: Any) -> Any:
     return None
 
 
+def schema_to_wire(generation_config: Any) -> Any:
+    """``generation_config`` with a ``response_schema`` given as a class (pydantic model, enum, ``list[Model]``)
+    replaced by the ``Schema`` the SDK would send for it, so the config can travel as JSON. The caller keeps
+    the class: :func:`attach_parsed` uses it for ``response.parsed``."""
+    from google.genai import _transformers
+
+    def convert(schema: Any) -> Any:
+        if schema is None or isinstance(schema, (dict, types.Schema)):
+            return schema
+        return _transformers.t_schema(None, schema)
+
+    if isinstance(generation_config, types.GenerateContentConfig):
+        if generation_config.response_schema is None or isinstance(generation_config.response_schema,
+                                                                   (dict, types.Schema)):
+            return generation_config
+        return generation_config.model_copy(update={"response_schema": convert(generation_config.response_schema)})
+    if isinstance(generation_config, Mapping):
+        out = dict(generation_config)
+        for name in ("response_schema", "responseSchema"):
+            if name in out:
+                out[name] = convert(out[name])
+        return out
+    return generation_config
+
+
 def attach_parsed(response: Any, generation_config: Any) -> Any:
     """``response`` with ``parsed`` set from the caller's schema (unchanged when there is none)."""
     schema = _schema_of(generation_config)

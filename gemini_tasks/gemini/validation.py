@@ -393,6 +393,9 @@ def to_wire(prompt_data: Mapping[str, Any]) -> dict[str, Any]:
         elif key in PATH_FIELDS:
             value = _map_single_or_list(value, _path_to_str)
         elif key == "generation_config" and value is not None:
+            from .structured import schema_to_wire
+
+            value = schema_to_wire(value)  # a pydantic class as response_schema: its Schema, as the SDK sends it
             if isinstance(value, types.GenerateContentConfig):
                 value = value.model_dump(mode="json", exclude_none=True)
             else:
