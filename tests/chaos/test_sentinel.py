@@ -6,6 +6,7 @@ to recover is measured."""
 from __future__ import annotations
 
 import collections
+import os
 import time
 
 import pytest
@@ -36,7 +37,7 @@ def test_master_sigkilled_mid_batch_every_prompt_answered(stack, sentinel_group)
         manager = AdvancedApiKeyManager(KEY_IDS, paid_keys="all", redis_url=group.url, pool="s" + str(time.time_ns()))
         proc = GeminiParallelProcessor(manager, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0,
                                        max_workers=8)
-        n = 24
+        n = int(os.environ.get("GT_SENTINEL_N", "24"))
         prompts = [{"prompt": f"sent-{i:03d}", "metadata": {"i": i}} for i in range(n)]
         handle = proc.submit(prompts)
         wait_for(lambda: len(generate_calls(ctl.log())) >= 6, 60, interval=0.05, what="a quarter answered")
@@ -48,7 +49,7 @@ def test_master_sigkilled_mid_batch_every_prompt_answered(stack, sentinel_group)
         ids = [r.id for r in group_result.results]
         # wait until every request is answered or the stragglers have been idle long enough to be lost
         done, last_progress = 0, time.monotonic()
-        while time.monotonic() - last_progress < 20:  # 20 s without a new answer: what is left is lost
+        while time.monotonic() - last_progress < 40:  # 40 s without a new answer: what is left is lost
             states = [stack.app.AsyncResult(i).state for i in ids]
             if sum(st == "SUCCESS" for st in states) > done:
                 done, last_progress = sum(st == "SUCCESS" for st in states), time.monotonic()
@@ -57,25 +58,23 @@ def test_master_sigkilled_mid_batch_every_prompt_answered(stack, sentinel_group)
             time.sleep(0.2)
         recovered_s = last_progress - killed  # the kill to the last request answered
         states = [stack.app.AsyncResult(i).state for i in ids]
-        lost = [prompts[k]["prompt"] for k, st in enumerate(states) if st != "SUCCESS"]
+        lost = [ids[k] for k, st in enumerate(states) if st != "SUCCESS"]
         log = generate_calls(ctl.log())
         calls = collections.Counter(prompt_of(e) for e in log if prompt_of(e))
-        # kombu's Redis transport pops a message (BRPOP) before it records it as held: a pop whose reply is cut
-        # by the master's death is replicated but never reaches a worker. At most one such pop per worker;
-        # those requests were never called (no paid answer is lost) and a resubmission answers them.
-        assert len(lost) <= len(workers), lost
-        assert all(calls[p] == 0 for p in lost), (lost, calls)
-        answered = {p["prompt"] for p in prompts} - set(lost)
-        assert set(calls) == answered
+        if lost:  # say where the lost requests are (queued, held, or nowhere), then fail
+            r = get_redis(group.url)
+            held = [t.decode() for t, v in r.hgetall("unacked").items() if any(i.encode() in v for i in lost)]
+            index = {t.decode() for t in r.zrange("unacked_index", 0, -1)}
+            queued = [i for i in lost for q in ("batch", "interactive") for m in r.lrange(q, 0, -1) if i.encode() in m]
+            pytest.fail(f"{len(lost)} request(s) lost in the failover: {lost}; held {held} (indexed: "
+                        f"{[t in index for t in held]}), queued {queued}; calls {dict(calls)}")
+        assert set(calls) == {p["prompt"] for p in prompts}
         duplicates = sum(c - 1 for c in calls.values())
         assert duplicates <= sum(w.concurrency for w in workers), calls  # at most the calls in flight
-        if lost:
-            again = proc.process_prompts([{"prompt": p} for p in lost], timeout=60, progress=False)
-            assert [e for _, _, e in again] == [None] * len(lost)
         # the key manager follows the new master too
         assert get_redis(group.url).ping()
         assert manager.get_keys_status_summary()
-        record_figures("sentinel_failover", requests=n, lost_in_failover=len(lost), duplicates=duplicates,
+        record_figures("sentinel_failover", requests=n, lost=0, duplicates=duplicates,
                        failover_seconds=round(failover_s, 1), recovery_seconds=round(recovered_s, 1))
     finally:
         for w in workers:
