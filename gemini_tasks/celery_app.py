@@ -15,7 +15,7 @@ from gemini_tasks.worker.holding import HoldRefresh
 _share_redis_clients()
 
 app = Celery("gemini_tasks", include=["gemini_tasks.worker.tasks", "gemini_tasks.worker.token_stream",
-                                       "gemini_tasks.worker.images"])
+                                       "gemini_tasks.worker.images", "gemini_tasks.worker.key_probe"])
 app.config_from_object("gemini_tasks.celeryconfig")
 app.steps["consumer"].add(HoldRefresh)
 app.steps["consumer"].add(BatchedEvents)

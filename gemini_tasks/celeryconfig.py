@@ -104,4 +104,5 @@ task_routes = {
     "gemini_tasks.speech_interactive": {"queue": "interactive"},
     "gemini_tasks.generate_stream": {"queue": "interactive"},
     "gemini_tasks.image_interactive": {"queue": "interactive"},
+    "gemini_tasks.keys_probe": {"queue": "interactive"},
 }

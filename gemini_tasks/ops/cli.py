@@ -210,14 +210,21 @@ def worker(ctx: click.Context, queues: str, pool: str, concurrency: int | None, 
 
 
 # --------------------------------------------------------------------------------------------- keys
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--pool", default=None, help="pool name (default GEMINI_TASKS_POOL or 'default')")
 @click.option("--json", "as_json", is_flag=True, help="print the status as JSON")
 @click.option("--reset", "reset_ids", multiple=True, help="put a key back to AVAILABLE (e.g. after fixing it)")
 @click.option("--watch", type=click.FloatRange(min=0.1), default=None,
               help="refresh the table in place every N seconds (Ctrl-C to stop)")
-def keys(pool: str | None, as_json: bool, reset_ids: tuple[str, ...], watch: float | None) -> None:
-    """The key pool's state: status, time until free, leases, exhaustion counts."""
+@click.pass_context
+def keys(ctx: click.Context, pool: str | None, as_json: bool, reset_ids: tuple[str, ...],
+         watch: float | None) -> None:
+    """The key pool's state: status, time until free, leases, exhaustion counts.
+
+    Subcommands: `keys test` (one API call per key, from a worker), `keys list` (the keys here, masked).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from gemini_tasks.keys import KeyPool, summarize
     from gemini_tasks.keys.redis_conn import get_redis
     from gemini_tasks.settings import get_settings
@@ -265,6 +272,12 @@ def _make_manager(keys_spec: str, paid: str | None, pool: str | None):
         spec = int(keys_spec)
     paid_spec: Any = None if not paid else ("all" if paid == "all" else [p.strip() for p in paid.split(",")])
     return AdvancedApiKeyManager(spec, paid_keys=paid_spec, pool=pool)
+
+
+from gemini_tasks.ops.keys_cli import keys_list, keys_test  # noqa: E402
+
+keys.add_command(keys_test)
+keys.add_command(keys_list)
 
 
 def _sort_output(output: Path) -> None:
