@@ -126,8 +126,9 @@ def test_cli_and_metrics_on_rabbitmq(rstack, tmp_path):
     assert 'gemini_tasks_queue_messages{queue="batch"} 3.0' in text, text
     # RabbitMQ cannot show a queue's head without taking it: no age family there (docs/reliability.md)
     assert "gemini_tasks_queue_oldest_age_seconds" not in text
-    rstack.worker(concurrency=4)
+    again = rstack.worker(concurrency=4)
     assert all(e is None for _, _, e in _processor(rstack).collect(handle, timeout=60))
+    again.stop()
 
 
 def test_sigkilled_worker_messages_return_at_once_on_rabbitmq(rstack):
@@ -163,3 +164,50 @@ def test_sigkilled_worker_holding_every_keys_lease_on_rabbitmq(rstack):
     from test_fast_recovery import kill_while_holding_every_lease
 
     kill_while_holding_every_lease(rstack, {}, "rabbitmq_sigkill_every_lease", "rabbitmq")
+
+
+@pytest.mark.skipif(os.environ.get("GEMINI_TASKS_HEAVY") != "1", reason="heavy variant: set GEMINI_TASKS_HEAVY=1")
+def test_flower_on_rabbitmq(rstack):
+    """Flower watches a RabbitMQ fleet: it lists the worker and the tasks it ran (with basic auth)."""
+    import base64
+    import tempfile
+    import urllib.request
+
+    from gemini_tasks.testing.local_redis import free_port
+
+    worker = rstack.worker(concurrency=2)
+    port = free_port()
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finally, after Flower is killed
+    env = {**os.environ, **rstack.env(), "FLOWER_BASIC_AUTH": "op:flower-pass-123"}
+    flower = subprocess.Popen([sys.executable, "-m", "celery", "-A", "gemini_tasks", "flower", f"--port={port}",
+                               "--address=127.0.0.1", "--inspect_timeout=2000"], env=env, stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def get(path: str) -> object:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+        req.add_header("Authorization", "Basic " + base64.b64encode(b"op:flower-pass-123").decode())
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read().decode())
+
+    try:
+        node = worker.name.replace("%h", os.uname().nodename)
+        wait_for(lambda: _quiet(lambda: node in get("/api/workers?refresh=1")), 60, interval=1.0,
+                 what="Flower lists the worker")
+        results = _processor(rstack).process_prompts([{"prompt": f"flower-{i}"} for i in range(3)], timeout=60,
+                                                     progress=False)
+        assert [e for _, _, e in results] == [None] * 3
+        # Flower only knows what happened since it started: these three tasks
+        wait_for(lambda: _quiet(lambda: sum(1 for t in get("/api/tasks").values() if t.get("state") == "SUCCESS") >= 3),
+                 30, interval=1.0, what=f"Flower shows the tasks ({_quiet(lambda: get('/api/tasks'))})")
+    finally:
+        os.killpg(flower.pid, 9)
+        flower.wait(10)
+        log.close()
+        worker.stop()
+
+
+def _quiet(fn):
+    try:
+        return fn()
+    except Exception:  # noqa: BLE001 - Flower still starting
+        return False
