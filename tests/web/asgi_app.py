@@ -6,6 +6,7 @@ import os
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 
 from gemini_tasks import AdvancedApiKeyManager, GeminiStreamingProcessor
 
@@ -36,6 +37,17 @@ async def ask_blocking(body: dict) -> dict:
     # what not to do (the seed's example): a blocking call inside ``async def`` stalls every other request
     metadata, text, error = app.state.processor.process_single({"prompt": body["prompt"]}, timeout=60)
     return {"answer": text, "error": error}
+
+
+@app.post("/stream")
+async def stream(body: dict) -> StreamingResponse:
+    # text as the model writes it; a client that disconnects closes the stream, which cancels the call
+    async def chunks():
+        async with app.state.processor.astream_single({"prompt": body["prompt"]}, timeout=60) as text:
+            async for chunk in text:
+                yield chunk
+
+    return StreamingResponse(chunks(), media_type="text/plain")
 
 
 @app.get("/health")

@@ -75,3 +75,31 @@ def test_blocking_call_inside_async_def_stalls_the_loop(asgi_server, emu):
     latency = asyncio.run(scenario())
     print(f"\nhealth with one blocking 2 s call in flight: {latency:.0f} ms")
     assert latency > 1000, f"health answered in {latency:.0f} ms although the loop was blocked"
+
+
+def test_streaming_endpoint_and_a_client_that_disconnects(asgi_server, emu, redis_client):
+    from gemini_tasks.keys.token_streams import decode_entry, stream_key
+
+    emu.configure(stream_chunks=10, stream_chunk_delay_seconds=0.3)
+
+    async def scenario() -> tuple[list[str], float, float]:
+        async with aiohttp.ClientSession() as session:
+            t0 = time.monotonic()
+            async with session.post(f"{asgi_server}/stream", json={"prompt": "a full story"}) as resp:
+                pieces = [chunk.decode() async for chunk in resp.content.iter_any()]
+            full = time.monotonic() - t0
+            resp = await session.post(f"{asgi_server}/stream", json={"prompt": "a story I leave early"})
+            await resp.content.readany()  # the first chunk, then the client goes away
+            first = time.monotonic() - t0 - full
+            resp.close()
+            await asyncio.sleep(2.0)
+            return pieces, full, first
+
+    pieces, full, first = asyncio.run(scenario())
+    assert "a full story" in "".join(pieces) and full >= 2.5  # 9 gaps of 0.3 s
+    assert first < 1.5
+    # the stream of the request whose client left: ended by the worker, with most chunks never produced
+    leftovers = list(redis_client.scan_iter(match=stream_key("*", "*")))  # the one read to its end is deleted
+    entries = [[decode_entry(f)[0] for _, f in redis_client.xrange(k)] for k in leftovers]
+    (left,) = [e for e in entries if e and e[-1] == "end"]
+    assert 1 <= left.count("chunk") < 6, left
