@@ -96,7 +96,7 @@ def test_streaming_endpoint_and_a_client_that_disconnects(asgi_server, emu, redi
             return pieces, full, first
 
     pieces, full, first = asyncio.run(scenario())
-    assert "a full story" in "".join(pieces) and full >= 2.5  # 9 gaps of 0.3 s
+    assert "a full story" in "".join(pieces) and full >= 2.0  # 9 chunks for this text: 8 gaps of 0.3 s
     assert first < 1.5
     # the stream of the request whose client left: ended by the worker, with most chunks never produced
     leftovers = list(redis_client.scan_iter(match=stream_key("*", "*")))  # the one read to its end is deleted
