@@ -9,6 +9,7 @@ from celery import Celery, signals
 
 from gemini_tasks.brokers import stamp_sent_at
 from gemini_tasks.redis_transport import install as _share_redis_clients
+from gemini_tasks.worker import stopping
 from gemini_tasks.worker.event_batching import BatchedEvents
 from gemini_tasks.worker.holding import HoldRefresh
 
@@ -21,6 +22,9 @@ app.steps["consumer"].add(HoldRefresh)
 app.steps["consumer"].add(BatchedEvents)
 # every message carries its enqueue time, for the oldest-waiting-message metric (ops/queue_metrics.py)
 signals.before_task_publish.connect(stamp_sent_at, weak=False)
+# a stopping worker hands back what has not started its call, prefork children included (worker/stopping.py)
+signals.worker_init.connect(stopping.install, weak=False)
+signals.worker_shutting_down.connect(stopping.announce_stop, weak=False)
 
 
 def _load_operator_overrides() -> None:

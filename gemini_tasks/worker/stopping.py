@@ -6,15 +6,39 @@ several attempts. A stop would then last as long as the slowest of those. Instea
 is checked before every admission: a request between calls is re-queued at once (another worker takes it,
 and it is not paid twice because no call of it is in flight), and only a call already on the wire is
 finished. So a stop ends within one call timeout (``GEMINI_TASKS_REQUEST_TIMEOUT``) plus one short wait
-(5 s) of the signal, on the threads pool (the default) and gevent, where tasks run in the worker's process
-and see the flag Celery sets when the signal arrives.
+(5 s) of the signal.
+
+Threads and gevent run tasks in the worker's process and see the flag Celery sets when the signal arrives.
+Prefork children are separate processes: :func:`install` (at ``worker_init``, in the main process, before the
+pool forks) makes one shared byte that the main process sets on ``worker_shutting_down`` and every child
+reads.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+_shared: Any = None
+
+
+def install(**_: Any) -> None:
+    """``worker_init`` receiver: a flag in shared memory that forked pool children inherit."""
+    global _shared
+    import multiprocessing
+
+    _shared = multiprocessing.Value("b", 0, lock=False)
+
+
+def announce_stop(**_: Any) -> None:
+    """``worker_shutting_down`` receiver (main process): tell the pool children."""
+    if _shared is not None:
+        _shared.value = 1
+
 
 def worker_stopping() -> bool:
-    """True once this worker process received a warm or cold shutdown request."""
+    """True once this worker (or, in a prefork child, its parent) received a warm or cold shutdown request."""
+    if _shared is not None and _shared.value:
+        return True
     from celery.worker import state
 
     return state.should_stop is not None or state.should_terminate is not None
