@@ -292,7 +292,15 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
     for key_id, secret in secrets.items():
         get_client(key_id, secret, timeout_s=settings.request_timeout, api_version=settings.api_version)
 
+    attempts = 0
     while True:
+        if attempts:  # before another attempt: did another worker answer meanwhile? (this one was cut off)
+            finished = pool.client.get(done_key)
+            if finished:
+                log.info("task %s answered by another worker while this one retried; not calling again",
+                         ctx.task_id)
+                return json.loads(finished)
+        attempts += 1
         if worker_stopping() and ctx.requeue is not None:  # a stop hands back what has not started its call
             log.info("task %s: worker stopping; handed back before its call", ctx.task_id)
             ctx.requeue(job, 0)

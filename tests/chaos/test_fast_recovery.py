@@ -200,5 +200,6 @@ def kill_while_holding_every_lease(stack, env: dict[str, str], figures: str, bro
     return recovered_s
 
 
+@pytest.mark.skipif(not HEAVY, reason="heavy variant (30 s; RabbitMQ's runs in CI): set GEMINI_TASKS_HEAVY=1")
 def test_sigkilled_worker_holding_every_keys_lease_with_defaults(stack):
     kill_while_holding_every_lease(stack, DEFAULTS, "redis_default_sigkill_every_lease", "redis")
