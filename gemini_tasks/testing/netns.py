@@ -19,9 +19,13 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import subprocess
+import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from gemini_tasks.testing.local_fleet import WorkerProcess
@@ -85,11 +89,75 @@ class Host:
         self.processes.append(server)
         return server.start()
 
+    def rabbitmq(self, timeout: float = 90.0) -> PrivateRabbit:
+        """A private RabbitMQ node inside this host (its own Erlang cookie, data and port 5672 on its address)."""
+        node = PrivateRabbit(self)
+        self.processes.append(node)
+        return node.start(timeout)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process still running inside this host's namespace (ours: brokers, epmd, workers)."""
+        out = _ip("netns", "pids", self.netns, check=False)
+        for pid in out.stdout.split():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+
     def worker(self, env: dict[str, str], **kw: Any) -> WorkerProcess:
         """A celery worker inside this host (its node name carries the hostname)."""
         w = _NetnsWorker(self, env, **kw)
         self.processes.append(w)
         return w
+
+
+class PrivateRabbit:
+    """``rabbitmq-server`` as a private node in a namespace host: guest may log in from other hosts (the node
+    is reachable only on the lab's bridge); everything it writes lives in a temporary directory."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.dir = tempfile.mkdtemp(prefix="gemini-tasks-rabbit-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@{self.host.addr}:5672//"
+
+    def start(self, timeout: float = 90.0) -> PrivateRabbit:
+        from kombu import Connection
+
+        d = Path(self.dir)
+        (d / "rabbitmq.conf").write_text("loopback_users = none\nlisteners.tcp.default = 5672\n")
+        (d / "enabled_plugins").write_text("[].\n")
+        env = {**os.environ, "HOME": self.dir, "RABBITMQ_NODENAME": "rabbit@localhost",
+               "RABBITMQ_MNESIA_BASE": str(d / "mnesia"), "RABBITMQ_LOG_BASE": str(d / "log"),
+               "RABBITMQ_CONFIG_FILE": str(d / "rabbitmq.conf"), "RABBITMQ_ENABLED_PLUGINS_FILE":
+               str(d / "enabled_plugins"), "RABBITMQ_PID_FILE": str(d / "pid"),
+               "RABBITMQ_CONF_ENV_FILE": str(d / "rabbitmq-env.conf")}
+        server = shutil.which("rabbitmq-server", path="/usr/lib/rabbitmq/bin:" + os.environ.get("PATH", ""))
+        if server is None:
+            raise RuntimeError("rabbitmq-server is not installed (Debian: apt-get install rabbitmq-server)")
+        log = open(d / "out.log", "wb")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(["ip", "netns", "exec", self.host.netns, server], env=env, stdout=log,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with Connection(self.url, connect_timeout=2) as conn:
+                    conn.ensure_connection(max_retries=1)
+                return self
+            except Exception:  # noqa: BLE001 - still starting
+                time.sleep(1.0)
+        self.stop()
+        raise RuntimeError(f"the private RabbitMQ node did not start within {timeout}s: "
+                           f"{(d / 'out.log').read_text(errors='replace')[-2000:]}")
+
+    def stop(self) -> None:
+        self.host.kill_all()  # beam.smp and epmd run inside the namespace
+        if self.proc is not None:
+            with contextlib.suppress(Exception):
+                self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class _NetnsRedis(RedisServer):
@@ -170,6 +238,7 @@ class NetLab:
                         proc.kill()
                     else:
                         proc.stop()
+            host.kill_all()
             _ip("netns", "del", host.netns, check=False)  # removes the veth pair with it
             _ip("link", "del", host.veth_root, check=False)
         self.hosts.clear()

@@ -172,3 +172,56 @@ def test_kill_one_hosts_workers(lab):
     finally:
         for w in workers:
             w.kill()
+
+
+@pytest.mark.skipif(not HEAVY, reason="heavy variant (a private RabbitMQ node): set GEMINI_TASKS_HEAVY=1")
+def test_rabbitmq_on_its_host_requeues_a_partitioned_workers_messages(lab):
+    """RabbitMQ on the Redis host: a worker host that vanishes (partition, no connection closed) is declared
+    dead by missed heartbeats (5 s) and its messages go to the other host."""
+    from gemini_tasks import GeminiParallelProcessor
+    from gemini_tasks.testing.rabbitmq import point_app_at, restore_app
+
+    rabbit = lab.hosts[0].rabbitmq()
+    saved = point_app_at(celery_app(), rabbit.url, lab.redis_server.url)
+    cut_host = lab.workers_hosts[0]
+    workers = [h.worker(_env(lab, CELERY_BROKER_URL=rabbit.url), concurrency=4, loglevel="INFO")
+               for h in lab.workers_hosts]
+    try:
+        for w in workers:
+            w.start(timeout=60)
+        ctl = lab.emulator.control
+        ctl.reset(latency_seconds=1.5)
+        manager = _manager(lab)
+        proc = GeminiParallelProcessor(manager, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0,
+                                       max_workers=8)
+        n = 24
+        prompts = [{"prompt": f"rpart-{i:03d}"} for i in range(n)]
+        handle = proc.submit(prompts)
+        wait_for(lambda: sum(1 for s in manager.get_keys_status_summary().values()
+                             if cut_host.hostname in (s["assigned_worker"] or "")) >= 2, 30, interval=0.05,
+                 what="the host to cut is mid-call")
+        cut_host.partition()
+        cut_at = time.monotonic()
+        results = proc.collect(handle, timeout=120)
+        recovered_s = time.monotonic() - cut_at
+        assert [e for _, _, e in results] == [None] * n
+        calls = collections.Counter(prompt_of(e) for e in generate_calls(ctl.log())
+                                    if prompt_of(e) and e.get("status") == 200)
+        assert set(calls) == {p["prompt"] for p in prompts}
+        duplicates = sum(c - 1 for c in calls.values())
+        assert duplicates <= workers[0].concurrency, calls
+        assert recovered_s <= 40, recovered_s
+        record_figures("netns_rabbitmq_partition", broker="rabbitmq", requests=n, lost=0, duplicates=duplicates,
+                       recovery_seconds=round(recovered_s, 1), heartbeat=5)
+    finally:
+        cut_host.heal()
+        for w in workers:
+            w.kill()
+        restore_app(celery_app(), saved)
+        rabbit.stop()
+
+
+def celery_app():
+    from gemini_tasks.celery_app import app
+
+    return app
