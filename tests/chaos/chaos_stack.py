@@ -20,57 +20,13 @@ from typing import Any, Iterator
 
 import redis
 
+from gemini_tasks.testing.app_config import celery_app_on, forget_backend  # noqa: F401 - used by the chaos tests
+
 #: Names that cannot collide with the integration suite's GEMINI_API_KEY_1..4.
 KEY_SECRETS = {f"GEMINI_API_KEY_C{i}": f"chaos-secret-{i:02d}-{uuid.uuid4().hex}" for i in range(1, 9)}
 KEY_IDS = list(KEY_SECRETS)
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-
-
-@contextlib.contextmanager
-def celery_app_on(url: str) -> Iterator[Any]:
-    """Point the process-wide Celery app at ``url`` (broker and results), then restore it.
-
-    Celery caches the producer pool and the result backend per app (the backend per thread); both are
-    dropped here so the next use builds them from the new configuration.
-    """
-    from gemini_tasks.celery_app import app
-
-    saved = {name: app.conf[name] for name in ("broker_url", "result_backend", "result_expires")}
-
-    def forget_connections() -> None:
-        pool = app._pool
-        app._pool = None
-        if pool is not None:
-            with contextlib.suppress(Exception):
-                pool.force_close_all()
-        amqp = app.__dict__.get("amqp")
-        if amqp is not None:
-            amqp._producer_pool = None
-        forget_backend(app)
-
-    app.conf.update(broker_url=url, result_backend=url)
-    forget_connections()
-    try:
-        yield app
-    finally:
-        app.conf.update(saved)
-        forget_connections()
-
-
-def forget_backend(app: Any) -> None:
-    """Close the app's cached result backend (this thread's) and forget it, so the next use reads the
-    configuration again. Its pubsub is dropped first: AsyncResults that outlive the stack then have nothing
-    to unsubscribe from (their finalizers would otherwise retry a Redis that is gone, at GC time)."""
-    backend = app._backend_cache or getattr(app._local, "backend", None)
-    consumer = getattr(backend, "result_consumer", None)
-    if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
-        with contextlib.suppress(Exception):
-            consumer.stop()
-        consumer._pubsub = None
-        consumer.subscribed_to.clear()
-    app._backend_cache = None
-    app._local = threading.local()
 
 
 def worker_env(redis_url: str, emulator_url: str, **extra: str) -> dict[str, str]:

@@ -49,10 +49,11 @@ def fleet_env(redis_url, emulator):
 
 @pytest.fixture(scope="session")
 def celery_app(fleet_env, redis_url):
-    from gemini_tasks.celery_app import app
+    from gemini_tasks.testing.app_config import celery_app_on
 
-    app.conf.update(broker_url=redis_url, result_backend=redis_url, broker_connection_retry_on_startup=True)
-    return app
+    with celery_app_on(redis_url) as app:
+        app.conf.update(broker_connection_retry_on_startup=True)
+        yield app
 
 
 @pytest.fixture(scope="session")

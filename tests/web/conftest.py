@@ -7,19 +7,18 @@ with the ASGI server under test.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
 
 import pytest
+
+from gemini_tasks.testing.app_config import celery_app_on
 
 KEY_SECRETS = {f"GEMINI_API_KEY_{i}": f"emu-secret-{i:02d}-abcdefghijklmnop" for i in range(1, 51)}
 HERE = Path(__file__).parent
@@ -53,40 +52,6 @@ def emulator():
         yield emu
     finally:
         emu.stop()
-
-
-@contextlib.contextmanager
-def celery_app_on(url: str) -> Iterator[Any]:
-    """Point the process-wide Celery app at ``url`` and restore it afterwards, dropping its cached producer
-    pool and result backend both ways (as tests/chaos does), so no later suite publishes to this stack."""
-    from gemini_tasks.celery_app import app
-
-    saved = {name: app.conf[name] for name in ("broker_url", "result_backend")}
-
-    def forget_connections() -> None:
-        pool, app._pool = app._pool, None
-        if pool is not None:
-            with contextlib.suppress(Exception):
-                pool.force_close_all()
-        if "amqp" in app.__dict__:
-            app.__dict__["amqp"]._producer_pool = None
-        backend = app._backend_cache or getattr(app._local, "backend", None)
-        consumer = getattr(backend, "result_consumer", None)
-        if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
-            with contextlib.suppress(Exception):
-                consumer.stop()
-            consumer._pubsub = None
-            consumer.subscribed_to.clear()
-        app._backend_cache = None
-        app._local = threading.local()
-
-    app.conf.update(broker_url=url, result_backend=url, broker_connection_retry_on_startup=True)
-    forget_connections()
-    try:
-        yield app
-    finally:
-        app.conf.update(saved)
-        forget_connections()
 
 
 @pytest.fixture(scope="package")
