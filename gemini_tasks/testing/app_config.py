@@ -12,6 +12,8 @@ import contextlib
 import threading
 from typing import Any, Iterator
 
+import kombu.pools
+
 
 @contextlib.contextmanager
 def celery_app_on(url: str) -> Iterator[Any]:
@@ -33,6 +35,12 @@ def celery_app_on(url: str) -> Iterator[Any]:
         amqp = app.__dict__.get("amqp")
         if amqp is not None:
             amqp._producer_pool = None
+        # the app's pools come from kombu's process-wide registries, keyed by broker URL: a closed pool left
+        # there is handed out again the next time a stack uses the same URL ("Acquire on closed pool")
+        kombu.pools.reset()
+        control = app.__dict__.get("control")
+        if control is not None:  # the control mailbox (revoke, ping) caches its producer pool for good
+            control.mailbox.__dict__.pop("producer_pool", None)
         forget_backend(app)
 
     app.conf.update(broker_url=url, result_backend=url)
