@@ -11,7 +11,15 @@ import os
 import time
 
 import pytest
-from chaos_stack import KEY_IDS, KEY_SECRETS, celery_app_on, generate_calls, prompt_of, record_figures, wait_for
+from chaos_stack import (
+    KEY_IDS,
+    KEY_SECRETS,
+    celery_app_on,
+    generate_calls,
+    prompt_of,
+    record_figures,
+    wait_for,
+)
 
 from gemini_tasks.testing.netns import NetLab, why_unavailable
 
@@ -80,7 +88,7 @@ def test_partition_a_worker_host_mid_batch_then_heal(lab):
         n = 32
         prompts = [{"prompt": f"part-{i:03d}", "metadata": {"i": i}} for i in range(n)]
         handle = proc.submit(prompts)
-        on_cut = lambda: [k for k, s in manager.get_keys_status_summary().items()  # noqa: E731
+        on_cut = lambda: [k for k, s in manager.get_keys_status_summary().items()
                           if cut_host.hostname in (s["assigned_worker"] or "")]
         wait_for(lambda: len(on_cut()) >= 2, 30, interval=0.05, what="the host to cut is mid-call")
         cut_host.partition()
