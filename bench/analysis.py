@@ -96,12 +96,15 @@ def notes(name: str, sec: dict[str, Any], sections: dict[str, Any] | None = None
     if name == "overhead":
         b = sec["data"]["batch"]
         share = 100 * b["submit_s"] / b["total_s"]
-        return [f"{share:.0f}% of the batch's time is the client submitting ({1000 * b['submit_s'] / b['n']:.1f} ms "
-                "per prompt, while the workers already run): Celery publishes each task of a group separately, and "
-                "with `task_send_sent_event` on (for Flower) each costs two Redis round trips, the message and its "
-                "`task-sent` event. The rest is the workers' CPU per request (above), on the same 2 cores as the "
-                "client, Redis and the emulator. A streaming call pays one enqueue, a worker's pick-up, the key "
-                "manager's two script calls, the call, the result write and the client's result read."]
+        return [f"{share:.0f}% of the batch's time is the client submitting ({1000 * b['submit_s'] / b['n']:.2f} ms "
+                "per prompt, while the workers already run): the group goes out 500 messages per pipelined round trip, "
+                "with one `task.multi` task-sent event per chunk (`gemini_tasks/client/publish.py`). The rest is the "
+                "workers' CPU per request (above), on the same 2 cores as the client, Redis and the emulator. A "
+                "worker's request costs: the broker delivery and ack (kombu's unacked bookkeeping), its task events "
+                "(batched every 0.1 s), the done-marker read, the admission (one script call), the SDK call, then "
+                "the report, the call metrics and the done marker in one round trip, and the result write. "
+                "`bench/profile_cpu.py` breaks a worker's CPU down by these steps (py-spy). A streaming call pays "
+                "one enqueue, a worker's pick-up, that same path and the client's result read."]
     if name == "scale":
         rows = sec["data"]["rows"]
         top = max((r for r in rows if r["pool"] == "threads"), key=lambda r: r["rps"])
@@ -115,8 +118,8 @@ def notes(name: str, sec: dict[str, Any], sections: dict[str, Any] | None = None
                 f"off ({fmt(top['rps'], 0)} req/s at best, {fmt(top['cores_busy'], 2)} of 2 cores busy): every "
                 "request costs about "
                 f"{worker_ms} ms of CPU in a worker ({sdk_text}; the rest "
-                "is Celery's message, events and result handling, the key manager's two script calls and the "
-                f"metrics write) and {rest_ms} ms more in Redis, the emulator and the client, all on the same 2 cores; "
+                "is Celery's message, events and result handling and the key manager's admission and report with "
+                f"the metrics write) and {rest_ms} ms more in Redis, the emulator and the client, all on the same 2 cores; "
                 "each worker process also runs its threads under one GIL. More slots on this machine add waiting, "
                 "not throughput: more hosts do. Prefork matches threads per slot at small counts and costs a process "
                 "per slot (section 5); `bench/pools.py` compares the pools in depth (including gevent)."]
