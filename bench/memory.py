@@ -35,7 +35,7 @@ import json, os, resource, sys, time
 t_import = time.perf_counter()
 from gemini_tasks import AdvancedApiKeyManager, GeminiTTSProcessor
 keys, pool, out = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
-manager = AdvancedApiKeyManager(keys, paid_keys="all", pool=pool)
+manager = AdvancedApiKeyManager(keys, pool=pool)  # key names only: the pool keeps the fleet's settings
 tts = GeminiTTSProcessor(manager, api_call_interval=0, timeout=600)
 base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.perf_counter()
