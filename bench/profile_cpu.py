@@ -33,6 +33,7 @@ IN_RUN_WITH_KEY: list[tuple[str, tuple[str, ...]]] = [
     ("Gemini SDK call (request build, httpx, response parse)", ("execute_generate.<locals>.call",)),
     ("key manager: admit (EVALSHA)", ("acquire (gemini_tasks/keys/admission.py",)),
     ("key manager: report (EVALSHA)", ("KeyPool.report",)),
+    ("report + metrics + done marker (one pipeline)", ("best_effort", "_finish")),
     ("metrics write (pipelined HINCRBY)", ("record_call",)),
     ("SDK client cache lookup", ("get_client",)),
     ("key pool / secrets lookup", ("worker_pool", "held_secrets", "_policy")),
@@ -41,7 +42,7 @@ IN_RUN_WITH_KEY: list[tuple[str, tuple[str, ...]]] = [
 #: Stacks outside ``run_with_key``: the first category with a marker anywhere in the stack wins, in order.
 OUTSIDE: list[tuple[str, tuple[str, ...]]] = [
     ("job decode / request build", ("execute_generate (gemini_tasks/worker/execution.py",)),
-    ("Celery: result backend (STARTED, SUCCESS)", ("store_result", "mark_as_done", "mark_as_started",
+    ("Celery: result backend (result writes)", ("store_result", "mark_as_done", "mark_as_started",
                                                    "_store_result")),
     ("Celery: task events (received, started, succeeded)", ("send_event", "EventDispatcher",
                                                              "events/dispatcher.py")),

@@ -49,6 +49,12 @@ def publish_group(task: Any, jobs: Sequence[Any], descriptions: Sequence[str], *
     routed = app.amqp.router.route({"queue": queue}, task.name, (), {}, task)
     with _no_retry_connection(app) as conn:
         producer = app.amqp.Producer(conn, auto_declare=False)
+        target = routed.get("queue")
+        if target is not None and not isinstance(target, str):
+            # declared once here, not per message (kombu copies and binds the queue for every declare: ~25 %
+            # of the publishing CPU for a batch)
+            producer.maybe_declare(target)
+            routed = {**routed, "declare": []}
         events = app.events.Dispatcher(conn, enabled=bool(app.conf.task_send_sent_event),
                                        buffer_group=["task"], buffer_limit=chunk + 1)
         try:
