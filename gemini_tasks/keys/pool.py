@@ -207,6 +207,9 @@ class KeyPool:
         self.prefix = f"gt:{{{pool}}}:"
         check_redis_version(client)
         self._scripts = Scripts(client)
+        # built here, off the hot path: computing it inside the first admission held the GIL for tens of ms
+        # while other threads of the process had a lease and were about to send (the window counts from admission)
+        pacific_tz_table()
 
     @property
     def freed_channel(self) -> str:
