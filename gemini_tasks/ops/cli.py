@@ -632,13 +632,14 @@ def demo(output_dir: Path) -> None:
             server = stack.enter_context(RedisServer())
             redis_url = server.url
             os.environ["REDIS_URL"] = redis_url
-            console.print(f"started a private redis-server on port {server.port} (pid {server.proc.pid})")
+            console.print(f"started a private redis-server on port {server.port} "
+                          f"(pid {server.proc.pid if server.proc else '?'})")
         demo_keys = not key_env_names()
         if demo_keys:
             from gemini_tasks.emulator.runner import EmulatorProcess
 
             emu = stack.enter_context(EmulatorProcess())
-            os.environ["GOOGLE_GEMINI_BASE_URL"] = emu.url
+            os.environ["GOOGLE_GEMINI_BASE_URL"] = str(emu.url)
             for i in range(1, 4):
                 os.environ[f"GEMINI_API_KEY_{i}"] = f"demo-{secrets.token_hex(12)}"
             console.print(f"no GEMINI_API_KEY_* set: started the Gemini emulator at {emu.url} (pid {emu.pid}) "

@@ -291,8 +291,8 @@ class _Families:
             counts = buckets.get(model, {})
             running = 0.0
             cumulative: list[tuple[str, float]] = []
-            for bound in (*LATENCY_BUCKETS, math.inf):
-                label = _bucket_label(bound)
+            for upper in (*LATENCY_BUCKETS, math.inf):
+                label = _bucket_label(upper)
                 running += counts.get(label, 0.0)
                 cumulative.append((label, running))
             self.latency.add_metric([pool, model], cumulative, sum_value=sums.get(model, 0.0))
