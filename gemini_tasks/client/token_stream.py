@@ -246,7 +246,7 @@ class TokenStreamMixin:
 
     def _stream_job(self, prompt_data: dict[str, Any], timeout: float | None) -> tuple[dict[str, Any], float | None]:
         from gemini_tasks.client.aio import _check_timeout
-        from gemini_tasks.client.jobs import generate_job
+        from gemini_tasks.client.jobs import generate_job, require_sync_tier
 
         self_: Any = self
         if not self_._running:
@@ -254,8 +254,8 @@ class TokenStreamMixin:
         timeout = _check_timeout(timeout)
         # a stream always has a deadline: it is what makes the caller's cancel flag stop it
         deadline = time.time() + (timeout or UNBOUNDED_STREAM_SECONDS) + _grace()
-        job = generate_job(prompt_data, model=self_.model_name, manager=self_.key_manager, policy=self_.policy,
-                           deadline=deadline)
+        job = require_sync_tier(generate_job(prompt_data, model=self_.model_name, manager=self_.key_manager,
+                                             policy=self_.policy, deadline=deadline))  # no Batch API tier here
         return job, timeout
 
     def stream_single(self, prompt_data: dict[str, Any], timeout: float | None = 300.0) -> TextStream:

@@ -27,11 +27,10 @@ def celery_app_on(url: str) -> Iterator[Any]:
     saved = {name: app.conf[name] for name in ("broker_url", "result_backend", "result_expires")}
 
     def forget_connections() -> None:
-        pool = app._pool
+        # forgotten, not closed: kombu keeps one connection pool per broker URL for the whole process
+        # (``kombu.pools.connections``), and another stack's in-process worker may still use the one of its own
+        # Redis; closing it made that stack's next revoke/publish fail with "Acquire on closed pool"
         app._pool = None
-        if pool is not None:
-            with contextlib.suppress(Exception):
-                pool.force_close_all()
         amqp = app.__dict__.get("amqp")
         if amqp is not None:
             amqp._producer_pool = None

@@ -75,6 +75,8 @@ def test_errors_arrive_as_exceptions_with_their_kind(sp, emu):
     assert info.value.kind == "blocked" and "SAFETY" in str(info.value)
     with pytest.raises(ValueError, match="image"):
         sp.stream_single({"prompt": "<image>"})
+    with pytest.raises(ValueError, match="service_tier 'batch'"):
+        sp.stream_single({"prompt": "x", "service_tier": "batch"})
 
 
 def test_a_caller_that_goes_away_stops_the_call(sp, emu, redis_client):
