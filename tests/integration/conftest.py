@@ -85,3 +85,9 @@ def manager_factory(fleet_env, pool_name):
         return AdvancedApiKeyManager(keys, **kw)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def key_secrets() -> dict[str, str]:
+    """This folder's key secrets (test modules cannot ``import conftest``: every folder has one)."""
+    return dict(KEY_SECRETS)

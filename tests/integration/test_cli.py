@@ -121,9 +121,9 @@ def no_traceback(text: str) -> None:
 
 
 @pytest.fixture
-def volatile_stack(emulator, tmp_path):
+def volatile_stack(emulator, tmp_path, key_secrets):
     """A private redis-server without persistence and a worker subprocess on it (Redis can lose its data)."""
-    from conftest import KEY_SECRETS
+    KEY_SECRETS = key_secrets  # a fixture: ``from conftest import`` gets whichever folder's conftest came last
 
     from gemini_tasks.testing.local_fleet import WorkerProcess
     from gemini_tasks.testing.local_redis import RedisServer
