@@ -19,7 +19,7 @@ RESULT_EXPIRES = 5  # soak_celeryconfig.result_expires
 VISIBILITY = 10  # the soak workers' GEMINI_TASKS_VISIBILITY_TIMEOUT (the shortest accepted); done markers live 20 s
 #: per-deployment keys, bounded in number: everything else is per request and must carry a TTL
 STEADY_POOL_KEYS = ("ids", "held", "key", "projkeys", "proj", "limited", "ready", "waiting", "gate", "leases",
-                    "kl", "seq", "stats", "calls", "clock_offset")
+                    "kl", "seq", "stats", "calls", "clock_offset", "epoch")
 
 
 def _family(name: str) -> str:
