@@ -182,7 +182,7 @@ class AsyncTTSMixin:
 
     async def _arun(self, speech: dict[str, Any], output_file: str | None) -> bytes | None:
         from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE
-        from gemini_tasks.worker.tasks import TASKS
+        from gemini_tasks.client.sending import task_ref
 
         self_: Any = self
         deadline = time.time() + self_.timeout + STREAM_DEADLINE_GRACE
@@ -190,7 +190,7 @@ class AsyncTTSMixin:
         task_id = uuid.uuid4().hex
 
         def publish() -> None:
-            TASKS[("speech", "interactive")].apply_async(
+            task_ref("speech", "interactive").apply_async(
                 args=[job], task_id=task_id, queue="interactive", expires=self_.timeout + STREAM_DEADLINE_GRACE,
                 argsrepr=f"speech voice={speech.get('voice') or speech.get('speakers')} "
                          f"text={speech['prompt'][:80]!r}")

@@ -23,7 +23,7 @@ from google.genai import types
 from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model
 from gemini_tasks.gemini import images as image_lib
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
-from gemini_tasks.worker import blobs
+from gemini_tasks.messages import blobs
 
 log = logging.getLogger("gemini_tasks.client.images")
 

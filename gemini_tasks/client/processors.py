@@ -20,7 +20,8 @@ from google.genai import types
 from gemini_tasks.celery_app import app
 from gemini_tasks.client.aio import AsyncBatchMixin, AsyncSingleMixin
 from gemini_tasks.client.token_stream import TokenStreamMixin
-from gemini_tasks.worker.execution import DEADLINE_GRACE, TaskFailed
+from gemini_tasks.client.sending import TaskRef, task_ref
+from gemini_tasks.messages import DEADLINE_GRACE, TaskFailed
 from gemini_tasks.client import quiet_exit
 from gemini_tasks.client.publish import publish_group
 from gemini_tasks.client.jobs import (
@@ -179,10 +180,9 @@ class _Processor:
         self.last_summary: UsageSummary | None = None
         self.max_workers = max_workers
 
-    def _task(self):
-        from gemini_tasks.worker.tasks import TASKS
-
-        return TASKS[("generate", self.queue)]
+    def _task(self) -> TaskRef:
+        """This processor's task, by name (:mod:`gemini_tasks.client.sending`: no worker code is imported)."""
+        return task_ref("generate", self.queue)
 
 
 class GeminiParallelProcessor(AsyncBatchMixin, _Processor):

@@ -17,7 +17,8 @@ from typing import Any, Iterable, Mapping
 from celery import group
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 
-from gemini_tasks.worker import blobs
+from gemini_tasks.client.sending import task_ref
+from gemini_tasks.messages import blobs
 from gemini_tasks.gemini import tts as tts_lib
 from gemini_tasks.gemini.tts import TTS_MODELS, TTS_VOICES  # noqa: F401 - re-exported
 from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model
@@ -116,12 +117,11 @@ class GeminiTTSProcessor(AsyncTTSMixin):
 
     def _run(self, speech: dict[str, Any], output_file: str | None) -> bytes | None:
         from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE
-        from gemini_tasks.worker.tasks import TASKS
         import time
 
         deadline = time.time() + self.timeout + STREAM_DEADLINE_GRACE
         job = self._job(speech, None, self.policy, deadline)
-        res = TASKS[("speech", "interactive")].apply_async(
+        res = task_ref("speech", "interactive").apply_async(
             args=[job], queue="interactive", expires=self.timeout + STREAM_DEADLINE_GRACE,
             argsrepr=f"speech voice={speech.get('voice') or speech.get('speakers')} text={speech['prompt'][:80]!r}")
         try:
@@ -185,9 +185,8 @@ class GeminiTTSProcessor(AsyncTTSMixin):
             except ValueError as exc:
                 raise ValueError(f"texts[{i}]: {exc}") from None
             jobs.append(self._job(speech, item.get("metadata"), policy))
-        from gemini_tasks.worker.tasks import TASKS
 
-        task = TASKS[("speech", "batch")]
+        task = task_ref("speech", "batch")
         res = group(task.s(j).set(queue="batch", argsrepr=f"speech voice={j['speech']['voice']} "
                                   f"text={j['speech']['prompt'][:80]!r}") for j in jobs).apply_async()
         values: dict[str, Any] = {}

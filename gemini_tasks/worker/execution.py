@@ -21,7 +21,8 @@ from celery.utils.time import get_exponential_backoff_interval
 from google.genai import types
 from redis.exceptions import NoScriptError
 
-from gemini_tasks.worker import blobs, settle
+from gemini_tasks.messages import DEADLINE_GRACE, TaskFailed, blobs  # noqa: F401 - TaskFailed for callers
+from gemini_tasks.worker import settle
 from gemini_tasks.gemini import content as media
 from gemini_tasks.gemini import media_files
 from gemini_tasks.gemini import tts as tts_lib
@@ -57,32 +58,9 @@ log = logging.getLogger("gemini_tasks")
 
 OUTCOME_OF = {RATE_LIMITED: "rate_limited", INVALID_KEY: "invalid_key", TRANSIENT: "transient",
               PERSISTENT: "persistent", BLOCKED: "success"}
-#: a job with a caller waiting on it (streaming, single TTS) carries ``deadline``: the caller's own deadline
-#: plus this grace, after which the worker never calls (the caller's cancel flag normally stops it first)
-DEADLINE_GRACE = 2.0
 #: a worker that cannot be admitted before its caller's deadline says so this long before it, so the caller
 #: gets the cause of the wait rather than a bare timeout
 REPLY_MARGIN = 0.5
-
-
-class TaskFailed(Exception):
-    """A request that ends in an error. ``info`` is JSON-safe: kind, metadata, and the classified error.
-
-    The message's first words name the kind ("All keys exhausted", "Persistent API error", ...), as the
-    original library's users test with ``"exhausted" in error.lower()``.
-    """
-
-    def __init__(self, message: str, info: dict[str, Any] | None = None) -> None:
-        super().__init__(message, info or {})
-        self.message = message
-        self.info = info or {}
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __repr__(self) -> str:
-        # what Celery's log line shows: the kind and the message, never the metadata the info carries
-        return f"TaskFailed({self.info.get('kind')!r}, {self.message[:300]!r})"
 
 
 @dataclass

@@ -18,7 +18,8 @@ from gemini_tasks.gemini.response import usage_dict
 from gemini_tasks.gemini.tokens import IMAGE_TOKENS, estimate_tokens
 from gemini_tasks.keys.pool import KeyPool, Lease
 from gemini_tasks.settings import get_settings
-from gemini_tasks.worker import blobs, settle, tier_calls
+from gemini_tasks.messages import blobs
+from gemini_tasks.worker import settle, tier_calls
 from gemini_tasks.worker.execution import JobContext, TaskFailed, _fail, run_with_key, worker_pool
 
 

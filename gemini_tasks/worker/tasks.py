@@ -16,7 +16,7 @@ from celery import Task
 from gemini_tasks.celery_app import app
 from gemini_tasks.worker import logs
 from gemini_tasks.worker.execution import JobContext, TaskFailed, execute_generate, execute_speech
-from gemini_tasks.client.jobs import describe_job
+from gemini_tasks.messages.job import describe as describe_job
 
 
 def _context(task: Task) -> JobContext:

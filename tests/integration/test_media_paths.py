@@ -71,7 +71,7 @@ def test_relative_paths_in_a_batch_reach_the_worker_as_the_callers_files(worker,
 @pytest.mark.parametrize("change", ["size", "content"])
 def test_the_worker_refuses_a_different_file_at_the_same_path(fleet_env, emu, manager_factory, two_dirs,
                                                               monkeypatch, change):
-    from gemini_tasks.worker.execution import TaskFailed
+    from gemini_tasks.messages import TaskFailed
     from gemini_tasks.worker.tasks import generate_batch
 
     app_dir, _ = two_dirs

@@ -1,0 +1,139 @@
+"""The package's layers import downwards only (docs/architecture.md): no layer imports one above it or beside it.
+
+Every ``import`` in gemini_tasks/, including the ones inside functions, is read with ``ast``; a module may import
+its own part of the package or a part of a lower rank. ``client`` and ``worker`` share a rank: they exchange
+messages (:mod:`gemini_tasks.messages`) and never import each other.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "gemini_tasks"
+
+#: part of the package -> rank; a part may import parts of a lower rank only
+RANKS = {
+    "settings": 0,
+    "pools": 0,  # a process setting: the calls in flight this process holds, which its connection pools follow
+    "brokers": 0,  # broker settings (transport options, queues by broker URL)
+    "emulator": 0,
+    "gemini": 1,
+    "keys": 1,
+    "redis_transport": 1,  # kombu's Redis transport, adapted (celeryconfig names it)
+    "celeryconfig": 2,
+    "messages": 2,
+    "celery_app": 3,
+    "client": 4,
+    "worker": 4,
+    "testing": 5,
+    "__init__": 6,  # the public names (``from gemini_tasks import GeminiParallelProcessor``)
+    "ops": 7,
+    "__main__": 7,
+}
+
+#: Upward imports that exist today and are to be removed (a ratchet: no new one may be added). Each says why
+#: it is wrong and where it belongs.
+KNOWN_UPWARD = {
+    # the app registers the worker's bootsteps and signal handlers: they belong to the worker's own start-up
+    # (the modules the app ``include``s are imported by every worker before its consumer is built)
+    ("gemini_tasks/celery_app.py", "gemini_tasks.worker"),
+    ("gemini_tasks/celery_app.py", "gemini_tasks.worker.event_batching"),
+    ("gemini_tasks/celery_app.py", "gemini_tasks.worker.holding"),
+    # settings checks the visibility timeout against the worker's refresh cadence: the constants belong here
+    ("gemini_tasks/settings.py", "gemini_tasks.worker.holding"),
+    # clients that import the worker's task objects instead of sending by name (client/sending.py)
+    ("gemini_tasks/client/batch_api.py", "gemini_tasks.worker.batch_tasks"),
+    ("gemini_tasks/client/images.py", "gemini_tasks.worker.images"),
+    ("gemini_tasks/client/token_stream.py", "gemini_tasks.worker.token_stream"),
+    # the worker records call statistics through the exporter's modules: the recording belongs in keys/
+    ("gemini_tasks/worker/execution.py", "gemini_tasks.ops.metrics"),
+    ("gemini_tasks/worker/execution.py", "gemini_tasks.ops.tier_metrics"),
+    ("gemini_tasks/worker/batch_jobs.py", "gemini_tasks.ops.tier_metrics"),
+}
+
+
+def _part(module: str) -> str:
+    """``gemini_tasks.keys.pool`` -> ``keys``; ``gemini_tasks`` and its public names -> ``__init__``."""
+    pieces = module.split(".")
+    if len(pieces) > 1 and ((PACKAGE / pieces[1]).is_dir() or (PACKAGE / f"{pieces[1]}.py").is_file()):
+        return pieces[1]
+    return "__init__"
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module) of every gemini_tasks import in a file."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            # "from gemini_tasks import x" may name a submodule
+            found += [(node.lineno, f"{target}.{a.name}" if target == "gemini_tasks" else target) for a in node.names]
+    return [(line, name) for line, name in found if name == "gemini_tasks" or name.startswith("gemini_tasks.")]
+
+
+def _sources() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_every_part_has_a_rank():
+    parts = {_part(_module_name(p)) for p in _sources()}
+    assert parts <= set(RANKS), f"give these parts of gemini_tasks a rank in RANKS: {sorted(parts - set(RANKS))}"
+
+
+@pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(PACKAGE.parent)))
+def test_imports_point_down(path):
+    here = _part(_module_name(path))
+    rel = str(path.relative_to(PACKAGE.parent))
+    upward = [f"line {line}: {name} ({_part(name)}, rank {RANKS.get(_part(name))})"
+              for line, name in _imports(path)
+              if _part(name) != here and RANKS.get(_part(name), 99) >= RANKS[here] and (rel, name) not in KNOWN_UPWARD]
+    assert not upward, f"{here} (rank {RANKS[here]}) imports a part at its own rank or above:\n" + "\n".join(upward)
+
+
+def test_the_check_sees_an_upward_import(tmp_path):
+    """The checker itself: a client module importing the worker is caught (relative and absolute forms)."""
+    fake = PACKAGE / "client" / "processors.py"
+    lines = {name for _, name in _imports(fake)}
+    assert "gemini_tasks.messages" in lines  # absolute imports are read
+    rel = PACKAGE / "gemini" / "errors.py"
+    assert "gemini_tasks.gemini.redaction" in {name for _, name in _imports(rel)}  # relative ones resolved
+    assert _part("gemini_tasks.worker.execution") == "worker" and RANKS["worker"] >= RANKS["client"]
+
+
+def test_a_client_process_loads_no_worker_code():
+    """Importing the client side (and the public names) loads no worker module beyond what the Celery app itself
+    loads (see KNOWN_UPWARD): tasks are sent by name."""
+    import subprocess
+    import sys
+
+    def worker_modules(imports: str) -> set[str]:
+        code = f"import sys; {imports}; print(sorted(m for m in sys.modules if m.startswith('gemini_tasks.worker')))"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             cwd=str(PACKAGE.parent)).stdout.strip()
+        return set(ast.literal_eval(out))  # a printed list of module names
+
+    app_only = worker_modules("import gemini_tasks.celery_app")
+    client = worker_modules("import gemini_tasks.client.processors, gemini_tasks.client.tts_processor, "
+                            "gemini_tasks.client.aio; from gemini_tasks import GeminiParallelProcessor, "
+                            "GeminiStreamingProcessor, GeminiTTSProcessor")
+    assert client - app_only == set(), f"the client side imported worker modules: {sorted(client - app_only)}"
