@@ -46,4 +46,4 @@ def _load_operator_overrides() -> None:
 _load_operator_overrides()
 
 # sizes the worker's connection pools to its concurrency (and caps one the machine cannot serve) at start
-from gemini_tasks.worker import capacity as _capacity  # noqa: F401
+from gemini_tasks.worker import capacity as _capacity  # noqa: E402, F401

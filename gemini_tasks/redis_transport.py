@@ -42,6 +42,6 @@ def install() -> bool:
             self.__dict__[_ATTR] = shared
         yield shared
 
-    channel_cls.conn_or_acquire = conn_or_acquire
-    channel_cls._gemini_tasks_shared_client = True
+    channel_cls.conn_or_acquire = conn_or_acquire  # type: ignore[method-assign]
+    channel_cls._gemini_tasks_shared_client = True  # type: ignore[attr-defined]
     return True

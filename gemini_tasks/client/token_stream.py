@@ -203,8 +203,8 @@ class AsyncTextStream(_StreamBase):
                 block = _READ_BLOCK_MS if left is None else max(1, min(_READ_BLOCK_MS, int(left * 1000)))
                 reply = await client.xread({self.key: self.last_id}, count=256, block=block)
                 try:
-                    for _name, entries in reply or []:
-                        self._handle(entries)
+                    for _name, entries in reply or []:  # type: ignore[str-unpack]
+                        self._handle(entries)  # type: ignore[arg-type]
                 except GeminiStreamError:
                     await client.delete(self.key)
                     raise

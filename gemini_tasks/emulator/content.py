@@ -122,7 +122,7 @@ def emulator_file_id(uri: str, host: str) -> str | None:
     return None
 
 
-def summarize(
+def summarize(  # noqa: C901 - over the limit before it was set; split when next changed
     contents: Any,
     host: str,
     file_size: Callable[[str], int | None],

@@ -98,7 +98,7 @@ class RequestFacts:
     service_tier: str | None = None  # generate requests: the request's serviceTier, lower case
 
 
-def make_rule(rule_id: int, raw: dict[str, Any]) -> Rule:
+def make_rule(rule_id: int, raw: dict[str, Any]) -> Rule:  # noqa: C901 - over the limit before it was set; split when next changed
     if not isinstance(raw, dict):
         raise RuleError("a rule must be a JSON object")
     unknown = set(raw) - _ALLOWED

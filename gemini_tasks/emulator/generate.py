@@ -31,7 +31,7 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return web.Response(body=wire.dumps(obj), status=status, headers=h)
 
 
-async def handle(
+async def handle(  # noqa: C901 - over the limit before it was set; split when next changed
     emu: Emulator, request: web.Request, entry: dict[str, Any], version: str, model_path: str, method: str
 ) -> web.StreamResponse:
     model = wire.bare_model(model_path)
@@ -238,8 +238,8 @@ async def _speech(
                 {"candidates": [{"content": {"role": "model", "parts": [part]}, "index": 0}],
                  "modelVersion": model, "responseId": rid}
             )  # fmt: skip
-        chunks[-1]["candidates"][0]["finishReason"] = "STOP"
-        chunks[-1]["usageMetadata"] = usage
+        chunks[-1]["candidates"][0]["finishReason"] = "STOP"  # type: ignore[index]
+        chunks[-1]["usageMetadata"] = usage  # type: ignore[assignment]
         entry["audio_bytes"] = len(pcm)
         return await _sse(request, chunks)
     data, n_bytes = tts.synthesize(seconds, mime, voices)

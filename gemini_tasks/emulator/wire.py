@@ -317,4 +317,4 @@ def quota_exhausted(violations: list[tuple[str, int | None]], model: str, retry_
         },
         {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
     ]
-    return ApiError(429, message, "RESOURCE_EXHAUSTED", details, quota=violations[0][0])
+    return ApiError(429, message, "RESOURCE_EXHAUSTED", details, quota=violations[0][0])  # type: ignore[arg-type]

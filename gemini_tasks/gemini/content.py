@@ -343,7 +343,7 @@ def _part_from_resolved(resolved: Any, item: MediaItem) -> types.Part:
 def _media_part(item: MediaItem, resolve_path: PathResolver) -> types.Part:
     metadata = _video_metadata(item.metadata)
     if item.source == "bytes":
-        part = types.Part(inline_data=types.Blob(data=item.value, mime_type=item.mime_type))
+        part = types.Part(inline_data=types.Blob(data=item.value, mime_type=item.mime_type))  # type: ignore[arg-type]
     elif item.source == "url":
         part = types.Part(file_data=types.FileData(file_uri=str(item.value), mime_type=item.mime_type))
     else:

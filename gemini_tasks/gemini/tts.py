@@ -271,7 +271,7 @@ def to_wav_bytes(data: AudioData, mime: str | None) -> bytes:
         logger.warning("audio labelled %r has no RIFF header; treating it as raw PCM", mime)
     frames = _whole_frames(data, channels * width)
     sink = _ChunkSink()
-    with wave.open(sink, "wb") as writer:  # type: ignore[arg-type]
+    with wave.open(sink, "wb") as writer:  # type: ignore[arg-type, call-overload]
         writer.setnchannels(channels)
         writer.setsampwidth(width)
         writer.setframerate(rate)

@@ -58,7 +58,7 @@ class StreamWriter:
         if not entries:
             return None
         fields = entries[0][1]
-        kind = fields.get(b"t", fields.get("t"))
+        kind = fields.get(b"t", fields.get("t"))  # type: ignore[union-attr]
         return kind.decode() if isinstance(kind, bytes) else kind
 
     def start(self, worker: str) -> None:

@@ -43,4 +43,4 @@ def take(client: redis.Redis, prefix: str, ref: str, *, delete: bool = True) -> 
         raise KeyError(f"audio blob {ref} is gone (expired after {DEFAULT_TTL}s or already collected)")
     if delete:
         client.delete(key)
-    return data
+    return data  # type: ignore[return-value]

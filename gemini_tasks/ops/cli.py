@@ -309,7 +309,7 @@ def _sort_output(output: Path) -> None:
 @click.option("--batch-poll-interval", type=float, default=30.0, show_default=True,
               help="--tier batch: seconds between two polls of a Batch API job")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | None, pool: str | None,
+def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | None, pool: str | None,  # noqa: C901 - over the limit before it was set; split when next changed
            max_workers: int, api_call_interval: float, worker_cooldown: float, tier: str,
            flex_fallback_after: float | None, batch_poll_interval: float, progress: bool) -> None:
     """Run every prompt of a JSONL file on the fleet and write results (JSONL, in input order).

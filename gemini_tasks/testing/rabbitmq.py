@@ -94,7 +94,7 @@ class RabbitVhost:
 
     def __enter__(self) -> Self:
         try:
-            return self.start()
+            return self.start()  # type: ignore[return-value]
         except BaseException:
             self.stop()
             raise

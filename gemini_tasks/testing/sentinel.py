@@ -89,7 +89,7 @@ class SentinelGroup:
             try:
                 client = self._sentinel(port)
                 try:
-                    _host, mport = client.sentinel_get_master_addr_by_name(self.master_name)
+                    _host, mport = client.sentinel_get_master_addr_by_name(self.master_name)  # type: ignore[misc]
                 finally:
                     client.close()
                 return int(mport)

@@ -48,7 +48,7 @@ def execute_image(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         refs = []
         try:
             for data, mime in images:
-                ref = settle.with_budget("storing the image", lambda d=data: blobs.put(pool.client, pool.prefix, d),
+                ref = settle.with_budget("storing the image", lambda d=data: blobs.put(pool.client, pool.prefix, d),  # type: ignore[misc]
                                          task_id=ctx.task_id)
                 refs.append({"ref": ref, "mime_type": mime, "bytes": len(data)})
         except Exception as exc:  # noqa: BLE001 - reported as a storage error, never as a Gemini error

@@ -48,7 +48,7 @@ def _final(err: Any, sent: int) -> GeminiCallFailed:
     return GeminiCallFailed(dataclasses.replace(err, kind=PERSISTENT, message=f"{note}: {err.message}"))
 
 
-def execute_stream(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+def execute_stream(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:  # noqa: C901 - over the limit before it was set; split when next changed
     """``execute_generate`` with a streaming call: every text piece goes to the request's token stream."""
     pool = worker_pool(job["pool"]["pool"])
     writer = StreamWriter(pool.client, pool.prefix, ctx.task_id)

@@ -94,4 +94,4 @@ class ProjectUploads:
                 raise GeminiCallFailed(CallError(kind=TRANSIENT, status="DEADLINE_EXCEEDED",
                                                  message=f"{path} was still {state} after {self.active_timeout:.0f}s"))
             time.sleep(self.poll_interval)
-            current = self.client.files.get(name=current.name)
+            current = self.client.files.get(name=current.name)  # type: ignore[arg-type]
