@@ -24,6 +24,10 @@ BENCH = ROOT / "bench"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# the stack's environment is the test suite's (gemini_tasks/testing); clean_env stays importable from here
+from gemini_tasks.testing.environment import clean_environ as clean_env  # noqa: E402, F401
+from gemini_tasks.testing.environment import stack_environ  # noqa: E402
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 MODEL = "gemini-2.5-flash"
@@ -197,25 +201,10 @@ def key_secrets(tag: str, n: int, start: int = 1) -> dict[str, str]:
     return {f"GEMINI_API_KEY_{i}": f"bench-{tag}-{i:03d}-abcdefghijklmnop" for i in range(start, start + n)}
 
 
-def clean_env() -> dict[str, str]:
-    """This process's environment without any key, broker or pool setting that could leak into a run."""
-    drop = ("GEMINI_API_KEY", "CELERY_", "REDIS_URL", "GOOGLE_GEMINI_BASE_URL", "GEMINI_TASKS_", "GOOGLE_API_KEY")
-    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-
-
 def fleet_env(redis_url: str, emulator_url: str, secrets: dict[str, str], **extra: str) -> dict[str, str]:
-    env = clean_env()
-    env.update(secrets)
-    env.update({
-        "REDIS_URL": redis_url,
-        "GOOGLE_GEMINI_BASE_URL": emulator_url,
-        "GEMINI_TASKS_REQUEST_TIMEOUT": "30",
-        "GEMINI_TASKS_VISIBILITY_TIMEOUT": "600",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-    })
-    env.update(extra)
-    return env
+    """The whole environment of a benchmark's worker and caller processes (the test stack's: calls of at most
+    30 s, a 600 s visibility timeout)."""
+    return stack_environ(redis_url, emulator_url, secrets, request_timeout=30, visibility_timeout=600, **extra)
 
 
 def use_env(env: dict[str, str]) -> None:

@@ -34,8 +34,11 @@ class WorkerProcess:
         name: str | None = None,
         loglevel: str = "WARNING",
         extra_args: list[str] | None = None,
+        inherit_env: bool = True,
     ) -> None:
-        self.env = {**os.environ, **(env or {})}
+        #: the worker's environment: this process's with ``env`` on top, or exactly ``env`` (a stack's, from
+        #: :func:`gemini_tasks.testing.environment.stack_environ`) when ``inherit_env`` is False
+        self.env = {**os.environ, **(env or {})} if inherit_env else dict(env or {})
         self.queues = queues
         self.pool = pool
         self.concurrency = concurrency

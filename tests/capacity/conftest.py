@@ -7,7 +7,6 @@ pointed at this stack (other test directories share the session).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -17,26 +16,11 @@ from typing import Any
 
 import pytest
 
+from gemini_tasks.testing.environment import stack_environ
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 KEY_SECRETS = {f"GEMINI_API_KEY_{i}": f"capacity-secret-{i:02d}-zxcvbnmasdfg" for i in range(1, 3)}
-
-
-def stack_environ(redis_url: str, emulator_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GEMINI_API_KEY", "CELERY_", "GEMINI_TASKS_", "FLOWER_"))
-           and k not in ("REDIS_URL", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_API_KEY")}
-    env.update(KEY_SECRETS)
-    env.update({
-        "REDIS_URL": redis_url,
-        "GOOGLE_GEMINI_BASE_URL": emulator_url,
-        "GEMINI_TASKS_REQUEST_TIMEOUT": "30",
-        "GEMINI_TASKS_VISIBILITY_TIMEOUT": "120",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-    })
-    return env
 
 
 @dataclass
@@ -50,9 +34,7 @@ class Stack:
         from gemini_tasks.testing.local_fleet import WorkerProcess
 
         kw.setdefault("name", f"cap-{uuid.uuid4().hex[:6]}@%h")
-        worker = WorkerProcess(**kw)
-        worker.env = dict(self.env)
-        return worker
+        return WorkerProcess(self.env, inherit_env=False, **kw)
 
     def run_client(self, spec: dict[str, Any], timeout: float = 120.0) -> dict[str, Any]:
         """Run ``capacity_client.py`` (the application side) with ``spec``."""
@@ -69,7 +51,8 @@ def stack():
     from gemini_tasks.testing.local_redis import RedisServer
 
     with RedisServer() as redis_server, EmulatorProcess(config={"log_max": 100000}) as emulator:
-        yield Stack(redis_server.url, emulator, stack_environ(redis_server.url, emulator.url))
+        env = stack_environ(redis_server.url, emulator.url, KEY_SECRETS, request_timeout=30, visibility_timeout=120)
+        yield Stack(redis_server.url, emulator, env)
 
 
 @pytest.fixture

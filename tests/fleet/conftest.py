@@ -10,7 +10,6 @@ process: it only serves HTTP), a real ``celery worker`` subprocess with ``-E``, 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -20,6 +19,9 @@ from typing import Any
 
 import pytest
 
+from gemini_tasks.testing.environment import stack_environ
+from gemini_tasks.testing.local_fleet import WorkerProcess
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 #: Secrets the tests must never find in Flower, metrics or logs (the emulator accepts any key).
@@ -28,30 +30,13 @@ MODEL = "gemini-2.5-flash"
 
 
 def fleet_environ(redis_url: str, emulator_url: str) -> dict[str, str]:
-    """The environment of every fleet process: this one's, minus anything that could point elsewhere."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GEMINI_API_KEY", "CELERY_", "GEMINI_TASKS_", "FLOWER_"))
-           and k not in ("REDIS_URL", "GOOGLE_GEMINI_BASE_URL", "GOOGLE_API_KEY")}
-    env.update(KEY_SECRETS)
-    env.update({
-        "REDIS_URL": redis_url,
-        "GOOGLE_GEMINI_BASE_URL": emulator_url,
-        "GEMINI_TASKS_REQUEST_TIMEOUT": "10",
-        "GEMINI_TASKS_VISIBILITY_TIMEOUT": "120",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
-    })
-    return env
+    """The environment of every fleet process: the shared stack environment with this suite's keys."""
+    return stack_environ(redis_url, emulator_url, KEY_SECRETS, request_timeout=10, visibility_timeout=120)
 
 
 def make_worker(env: dict[str, str], **kw: Any) -> Any:
     """A ``WorkerProcess`` with exactly ``env`` (it pings through ``env``'s broker, never this process's)."""
-    from gemini_tasks.testing.local_fleet import WorkerProcess
-
-    worker = WorkerProcess(**kw)
-    worker.env = dict(env)  # exactly this environment, not this process's plus overrides
-    return worker
+    return WorkerProcess(env, inherit_env=False, **kw)
 
 
 @dataclass

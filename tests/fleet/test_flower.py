@@ -8,68 +8,15 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
-from typing import Any
 
 import pytest
 
-from gemini_tasks.testing.local_redis import free_port
+from gemini_tasks.testing.flower import Flower
 
 USER, PASSWORD = "fleet-operator", "flower-pass-123"
 #: base64 of the start of fleet_client.pattern_bytes(): must never show up in Flower
 PATTERN_B64 = base64.b64encode(bytes(range(256))).decode()[:40]
-
-
-class Flower:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.TemporaryFile()
-        # credentials as docker-compose.yml passes them: FLOWER_BASIC_AUTH in the environment, which Flower reads
-        # as its --basic-auth option, so the password never shows on a command line (ps, /proc/<pid>/cmdline)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "gemini_tasks", "flower", f"--port={self.port}",
-             "--address=127.0.0.1", "--inspect_timeout=2000"],
-            env={**env, "FLOWER_BASIC_AUTH": f"{USER}:{PASSWORD}"}, stdout=self.log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def get(self, path: str, auth: tuple[str, str] | None = (USER, PASSWORD)) -> tuple[int, str]:
-        req = urllib.request.Request(self.url + path)
-        if auth:
-            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            req.add_header("Authorization", f"Basic {token}")
-        try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, resp.read().decode()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode(errors="replace")
-
-    def get_json(self, path: str) -> Any:
-        status, body = self.get(path)
-        assert status == 200, (path, status, body[:500])
-        return json.loads(body)
-
-    def log_tail(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        import os
-        import signal
-
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.log.close()
 
 
 def poll(what: str, fn, timeout: float = 30.0, interval: float = 0.3):
@@ -85,7 +32,7 @@ def poll(what: str, fn, timeout: float = 30.0, interval: float = 0.3):
 
 @pytest.fixture(scope="module")
 def flower(fleet):
-    fl = Flower(fleet.env)
+    fl = Flower(fleet.env, user=USER, password=PASSWORD)
     try:
         def healthy():
             if fl.proc.poll() is not None:

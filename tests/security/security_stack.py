@@ -1,7 +1,7 @@
 """Helpers for the security tests: a stack of real processes, a Flower process, a Redis MONITOR recorder,
 TLS certificates, and a scanner that looks for secrets in everything it is given.
 
-A small copy of the chaos suite's stack on purpose (test directories do not import each other).
+The stack's parts are the shared ones (:mod:`gemini_tasks.testing`), with this suite's settings.
 """
 
 from __future__ import annotations
@@ -10,76 +10,35 @@ import base64
 import contextlib
 import datetime
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import threading
-import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import redis
+
+from gemini_tasks.testing.app_config import celery_app_on  # noqa: F401 - for the tests
+from gemini_tasks.testing.environment import stack_environ
+from gemini_tasks.testing.flower import Flower as _Flower
+from gemini_tasks.testing.local_fleet import WorkerProcess
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 FLOWER_USER, FLOWER_PASSWORD = "sec-operator", "sec-flower-" + uuid.uuid4().hex[:12]
 
 
-@contextlib.contextmanager
-def celery_app_on(url: str, **ssl: Any) -> Iterator[Any]:
-    """Point the process-wide Celery app at ``url`` (and optional SSL options), then restore it."""
-    from gemini_tasks.celery_app import app
-
-    names = ("broker_url", "result_backend", "broker_use_ssl", "redis_backend_use_ssl")
-    saved = {name: app.conf.get(name) for name in names}
-
-    def forget() -> None:
-        pool, app._pool = app._pool, None
-        if pool is not None:
-            with contextlib.suppress(Exception):
-                pool.force_close_all()
-        if "amqp" in app.__dict__:
-            app.__dict__["amqp"]._producer_pool = None
-        backend = app._backend_cache or getattr(app._local, "backend", None)
-        consumer = getattr(backend, "result_consumer", None)
-        if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
-            with contextlib.suppress(Exception):  # AsyncResults outliving the stack: nothing to unsubscribe
-                consumer.stop()
-            consumer._pubsub = None
-            consumer.subscribed_to.clear()
-        app._backend_cache = None
-        app._local = threading.local()
-
-    app.conf.update(broker_url=url, result_backend=url, **ssl)
-    forget()
-    try:
-        yield app
-    finally:
-        app.conf.update(saved)
-        forget()
-
-
 def worker_env(redis_url: str, emulator_url: str, secrets: dict[str, str], **extra: str) -> dict[str, str]:
-    env = {name: "" for name in os.environ if name.startswith("GEMINI_API_KEY")}
-    env.update(secrets)
-    env.update({"REDIS_URL": redis_url, "CELERY_BROKER_URL": "", "CELERY_RESULT_BACKEND": "",
-                "GEMINI_TASKS_KEYS_REDIS_URL": "", "GOOGLE_GEMINI_BASE_URL": emulator_url,
-                "GEMINI_TASKS_REQUEST_TIMEOUT": "5", "GEMINI_TASKS_VISIBILITY_TIMEOUT": "30",
-                "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
-    env.update(extra)
-    return env
+    """The whole environment of this suite's workers and Flower: calls of at most 5 s, a 30 s visibility timeout."""
+    return stack_environ(redis_url, emulator_url, secrets, request_timeout=5, visibility_timeout=30, **extra)
 
 
 def start_worker(env: dict[str, str], **kw: Any) -> Any:
-    from gemini_tasks.testing.local_fleet import WorkerProcess
+    """A worker subprocess with exactly ``env``, started (it answered a ping)."""
+    return WorkerProcess(env, inherit_env=False, **kw).start(timeout=60)
 
-    worker = WorkerProcess(env, **kw)
-    return worker.start(timeout=60)
+
+def Flower(env: dict[str, str]) -> Any:  # noqa: N802 - the shared Flower with this suite's credentials
+    return _Flower(env, user=FLOWER_USER, password=FLOWER_PASSWORD)
 
 
 # -- scanning ------------------------------------------------------------------------------------------
@@ -155,60 +114,6 @@ class Monitor:
 
 
 # -- Flower ----------------------------------------------------------------------------------------------
-class Flower:
-    """A real Flower process with basic auth, asked over its HTTP API."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        from gemini_tasks.testing.local_redis import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "gemini_tasks", "flower", f"--port={self.port}",
-             "--address=127.0.0.1", f"--basic-auth={FLOWER_USER}:{FLOWER_PASSWORD}", "--inspect_timeout=2000"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            cwd=str(ROOT))
-
-    def get(self, path: str, auth: tuple[str, str] | None = (FLOWER_USER, FLOWER_PASSWORD)) -> tuple[int, str]:
-        req = urllib.request.Request(self.url + path)
-        if auth:
-            req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(req, timeout=10) as resp:
-                return resp.status, resp.read().decode(errors="replace")
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read().decode(errors="replace")
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"flower exited:\n{self.log_tail()}")
-            with contextlib.suppress(OSError):
-                if self.get("/healthcheck", auth=None)[0] == 200:
-                    return
-            time.sleep(0.3)
-        raise AssertionError(f"flower did not start:\n{self.log_tail()}")
-
-    def log_tail(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        import signal
-
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.log.close()
-
-
 # -- TLS -------------------------------------------------------------------------------------------------
 def make_tls_files(directory: Path) -> dict[str, str]:
     """A throw-away CA and a server certificate for 127.0.0.1/localhost (the ``cryptography`` package)."""
