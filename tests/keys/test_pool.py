@@ -327,3 +327,23 @@ def test_per_minute_429_on_a_paced_project_benches_only_for_retry_delay(env, poo
     lease = m.pool.admit(["GEMINI_API_KEY_2"], policy())
     r = m.pool.report(lease, "rate_limited", retry_after=3, quota_kind="minute")
     assert 119.9 < (r.until_ms - r.ended_ms) / 1000 <= 120.0
+
+
+@pytest.mark.parametrize("limit", [{"tpm": 100}, {"rpm": 1}])
+def test_a_call_sent_late_stays_in_the_window_until_the_api_lets_it_go(env, pool_name, limit):
+    """The API counts a request when it arrives, which can be long after its admission when the worker stalls
+    between admission and send (a loaded host): the report moves the lease's window entries to report - margin,
+    so our window never lets the request go before the API's does (it let it go one window after admission)."""
+    m = make(pool_name, 2, paid_keys="all", projects={"GEMINI_API_KEY_1": "p", "GEMINI_API_KEY_2": "p"},
+             project_limits={"p": limit}, key_settings={"paid": {"max_concurrent_leases": 10}})
+    p60 = policy(rate_window=10, window_margin=0.1, tokens=60)
+    first = m.pool.admit(m.key_ids, p60)
+    assert isinstance(first, Lease)
+    m.pool.advance_clock(5)  # stalled: sent (and counted by the API) up to 5 s after its admission
+    m.pool.report(first, "success", prompt_tokens=60)
+    m.pool.advance_clock(5.2)  # one window + margin after the admission, but only 5.2 s after the API counted it
+    w = m.pool.admit(m.key_ids, p60)
+    assert isinstance(w, Wait) and w.reason == "quota", w
+    assert 4.7 < w.seconds <= 4.81, w  # free at report - margin + window + margin: 4.8 s from now
+    m.pool.advance_clock(w.seconds)
+    assert isinstance(m.pool.admit(m.key_ids, p60), Lease)

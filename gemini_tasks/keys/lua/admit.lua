@@ -264,7 +264,7 @@ local counted_w = (q and q[2]) and 1 or 0
 local counted_tk = (q and q[4] and tokens > 0) and tokens or 0
 redis.call('HSET', P .. 'lease:' .. lid, 'key', best.id, 'issued', now, 'exp', exp, 'owner', owner,
            'proc', proc, 'slot', slot, 'proj', best.proj, 'model', model, 'w', counted_w, 'tk', counted_tk,
-           'wx', window + margin + 60000)
+           'wx', window + margin + 60000, 'mg', margin)
 redis.call('PEXPIRE', P .. 'lease:' .. lid, lease_ttl + 86400000)
 redis.call('ZADD', P .. 'leases', exp, lid)
 redis.call('ZADD', P .. 'kl:' .. best.id, exp, lid)

@@ -26,7 +26,8 @@
 --                             or holds its maximum number of leases; place() keeps this true after every
 --                             change, so admission reads a few ranked entries instead of every key.
 --   lease:<lid>         HASH  key, issued, exp, owner, proc, slot, proj, model, w (1: counted in win:),
---                             tk (tokens counted in tokz:/tokh:), wx (ms those windows' keys live).
+--                             tk (tokens counted in tokz:/tokh:), wx (ms those windows' keys live), mg (the
+--                             admission's margin, ms: report.lua re-stamps the entries at report - mg).
 --                             <lid> is the caller's admission id (random, unique per admission), so a lease id
 --                             never repeats, even after Redis lost recent writes: a stale report or renewal can
 --                             only ever find its own lease (fencing by identity, not by a counter).

@@ -20,6 +20,8 @@
 -- the same event (issued before the bench it caused); a repeated success only re-stamps the cooldown.
 --
 -- Invariants:
+--   * a call's rate/token window entries end at least at report - margin (the API counted the request at
+--     some moment before its reply): a call sent late never leaves our windows before the API's;
 --   * a report only ever ends its own lease: lease ids are unique admission ids, never reused, so a holder
 --     that was cut off and reports late (its lease expired, the key was leased again) frees nothing but
 --     what is still its own (fencing);
@@ -47,7 +49,30 @@ local day_kind = (quota_kind == 'day' or quota_kind == 'limit_zero')
 local actual_tokens = tonumber(ARGV[9]) or -1
 
 local now = now_ms()
+local counted = redis.call('HMGET', P .. 'lease:' .. lid, 'w', 'tk', 'wx', 'mg')
 local released = release_lease(lid, now, worker_cool)
+-- The API counted the request when it arrived, somewhere between admission and now (the reply is here): the
+-- windows counted it at admission, which is only safe while the call left within the margin. A worker stalled
+-- between admission and send (a loaded host) sent it later, so the entries move to now - margin (never
+-- earlier than they are; put back when trimmed meanwhile): an entry then leaves our window no sooner than the
+-- API's. Over-counts by the call's latency beyond the margin, never under-counts.
+if released and released.proj then
+  local at = math.max(released.issued or 0, now - (tonumber(counted[4]) or 0))
+  local ttl = tonumber(counted[3]) or 180000
+  local wsuffix = released.proj .. '|' .. released.model
+  if counted[1] == '1' then
+    redis.call('ZADD', P .. 'win:' .. wsuffix, 'GT', at, lid)
+    redis.call('PEXPIRE', P .. 'win:' .. wsuffix, ttl)
+  end
+  local tk = tonumber(counted[2]) or 0
+  if tk > 0 then
+    local zk, hk = P .. 'tokz:' .. wsuffix, P .. 'tokh:' .. wsuffix
+    redis.call('ZADD', zk, 'GT', at, lid)
+    if redis.call('HSETNX', hk, lid, tk) == 1 then redis.call('HINCRBY', hk, '__sum', tk) end
+    redis.call('PEXPIRE', zk, ttl)
+    redis.call('PEXPIRE', hk, ttl)
+  end
+end
 if released and actual_tokens >= 0 and released.proj then
   local hk = P .. 'tokh:' .. released.proj .. '|' .. released.model
   local estimate = redis.call('HGET', hk, lid)
