@@ -1,52 +1,20 @@
 """Bad-input fixtures: a private redis-server, the emulator, one worker subprocess, and the client app
-pointed at them (and put back afterwards). Small copies of the chaos suite's helpers, on purpose."""
+pointed at them (and put back afterwards), from the shared test stack's parts (:mod:`gemini_tasks.testing`)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
 import uuid
 
 import pytest
+
+from gemini_tasks.testing.app_config import celery_app_on
+from gemini_tasks.testing.environment import stack_environ
 
 os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 os.environ["no_proxy"] = os.environ["NO_PROXY"]
 
 SECRETS = {f"GEMINI_API_KEY_B{i}": f"badinput-secret-{i}-{uuid.uuid4().hex}" for i in range(1, 4)}
-
-
-@contextlib.contextmanager
-def celery_app_on(url: str):
-    """Point the process-wide Celery app at ``url``; Celery caches producer pool and backend, so drop them."""
-    from gemini_tasks.celery_app import app
-
-    saved = {"broker_url": app.conf.broker_url, "result_backend": app.conf.result_backend}
-
-    def forget() -> None:
-        pool, app._pool = app._pool, None
-        if pool is not None:
-            with contextlib.suppress(Exception):
-                pool.force_close_all()
-        if "amqp" in app.__dict__:
-            app.__dict__["amqp"]._producer_pool = None
-        backend = app._backend_cache or getattr(app._local, "backend", None)
-        consumer = getattr(backend, "result_consumer", None)
-        if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
-            with contextlib.suppress(Exception):  # AsyncResults outliving the stack: nothing to unsubscribe
-                consumer.stop()
-            consumer._pubsub = None
-            consumer.subscribed_to.clear()
-        app._backend_cache = None
-        app._local = threading.local()
-
-    app.conf.update(broker_url=url, result_backend=url)
-    forget()
-    try:
-        yield app
-    finally:
-        app.conf.update(saved)
-        forget()
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +30,7 @@ def stack():
     mp = pytest.MonkeyPatch()
     for name, secret in SECRETS.items():
         mp.setenv(name, secret)
-    env = {name: "" for name in os.environ if name.startswith("GEMINI_API_KEY") and name not in SECRETS}
-    env.update({"REDIS_URL": server.url, "CELERY_BROKER_URL": "", "CELERY_RESULT_BACKEND": "",
-                "GEMINI_TASKS_KEYS_REDIS_URL": "", "GOOGLE_GEMINI_BASE_URL": emu.url,
-                "GEMINI_TASKS_REQUEST_TIMEOUT": "5", "GEMINI_TASKS_VISIBILITY_TIMEOUT": "30"})
+    env = stack_environ(server.url, emu.url, SECRETS, request_timeout=5, visibility_timeout=30)
     state = {"url": server.url, "emu": emu.control, "worker_env": env, "worker": None}
     try:
         with celery_app_on(server.url):
@@ -86,7 +51,7 @@ def worker(stack):
     from gemini_tasks.testing.local_fleet import WorkerProcess
 
     if stack["worker"] is None:
-        stack["worker"] = WorkerProcess(stack["worker_env"], concurrency=4).start(timeout=60)
+        stack["worker"] = WorkerProcess(stack["worker_env"], inherit_env=False, concurrency=4).start(timeout=60)
     return stack["worker"]
 
 
