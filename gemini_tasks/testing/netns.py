@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gemini_tasks.testing.lifecycle import StartStop
 from gemini_tasks.testing.local_fleet import WorkerProcess
 from gemini_tasks.testing.local_redis import RedisServer
 
@@ -192,7 +193,7 @@ class _NetnsWorker(WorkerProcess):
         super().wait_ready(timeout)
 
 
-class NetLab:
+class NetLab(StartStop):
     """A bridge in the root namespace and namespace hosts on it (see the module docstring)."""
 
     def __init__(self) -> None:
@@ -246,12 +247,3 @@ class NetLab:
             _ip("link", "del", self.bridge, check=False)
             self._made_bridge = False
 
-    def __enter__(self) -> NetLab:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

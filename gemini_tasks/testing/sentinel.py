@@ -21,9 +21,10 @@ from pathlib import Path
 import redis
 
 from gemini_tasks.testing.local_redis import RedisServer, find_redis_server, free_port
+from gemini_tasks.testing.lifecycle import StartStop
 
 
-class SentinelGroup:
+class SentinelGroup(StartStop):
     """Master + replica (:class:`RedisServer`, AOF on) + three ``redis-server --sentinel`` processes."""
 
     def __init__(self, master_name: str | None = None, *, down_after_ms: int = 1000, quorum: int = 2) -> None:
@@ -129,12 +130,3 @@ class SentinelGroup:
                 server.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def __enter__(self) -> SentinelGroup:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

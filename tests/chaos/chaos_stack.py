@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import redis
 
 from gemini_tasks.testing.app_config import celery_app_on, forget_backend  # noqa: F401 - used by the chaos tests
+from gemini_tasks.testing.lifecycle import StartStop
 
 #: Names that cannot collide with the integration suite's GEMINI_API_KEY_1..4.
 KEY_SECRETS = {f"GEMINI_API_KEY_C{i}": f"chaos-secret-{i:02d}-{uuid.uuid4().hex}" for i in range(1, 9)}
@@ -90,7 +91,7 @@ def prompt_of(entry: dict[str, Any]) -> str:
     return ""
 
 
-class Stack:
+class Stack(StartStop):
     """redis-server + emulator subprocess + N worker subprocesses, and the client app pointed at them."""
 
     def __init__(self, *, persistence: bool = False, password: str | None = None,
@@ -134,15 +135,6 @@ class Stack:
         if self.redis_server is not None:
             self.redis_server.stop()
 
-    def __enter__(self) -> "Stack":
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- parts ----------------------------------------------------------------------------------
     @property
