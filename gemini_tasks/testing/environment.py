@@ -7,8 +7,9 @@ stack's.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 #: Variables a stack's processes never inherit from the process that starts the stack: keys, where Redis, the
@@ -58,3 +59,26 @@ def stack_environ(redis_url: str, emulator_url: str, secrets: Mapping[str, str],
         env["CELERY_BROKER_URL"] = broker_url
     env.update(extra)
     return env
+
+
+@contextlib.contextmanager
+def client_environ(redis_url: str, emulator_url: str, secrets: Mapping[str, str], *, request_timeout: float = 10.0,
+                   visibility_timeout: float = 120.0) -> Iterator[os._Environ[str]]:
+    """This process as the client (and in-process worker) of a stack: only ``secrets`` as keys, the stack's
+    Redis and emulator and timeouts in ``os.environ``, the settings re-read; all put back afterwards."""
+    from gemini_tasks.settings import get_settings
+
+    saved = dict(os.environ)
+    for name in [n for n in os.environ if n.startswith("GEMINI_API_KEY")]:
+        del os.environ[name]
+    os.environ.update(secrets)
+    os.environ.update({"REDIS_URL": redis_url, "GOOGLE_GEMINI_BASE_URL": emulator_url,
+                       "GEMINI_TASKS_REQUEST_TIMEOUT": f"{request_timeout:g}",
+                       "GEMINI_TASKS_VISIBILITY_TIMEOUT": f"{visibility_timeout:g}"})
+    get_settings.cache_clear()
+    try:
+        yield os.environ
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()

@@ -6,7 +6,6 @@ queues; the SDK talks HTTP to the emulator through ``GOOGLE_GEMINI_BASE_URL`` ex
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
@@ -17,34 +16,17 @@ KEY_SECRETS = {f"GEMINI_API_KEY_{i}": f"emu-secret-{i:02d}-abcdefghijklmnop" for
 def emulator():
     from gemini_tasks.emulator.runner import EmulatorThread
 
-    emu = EmulatorThread().start()
-    try:
+    with EmulatorThread() as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture(scope="session")
 def fleet_env(redis_url, emulator):
     """Process environment for the client and the in-process worker."""
-    saved = dict(os.environ)
-    for name in list(os.environ):
-        if name.startswith("GEMINI_API_KEY"):
-            del os.environ[name]
-    os.environ.update(KEY_SECRETS)
-    os.environ.update({
-        "REDIS_URL": redis_url,
-        "GOOGLE_GEMINI_BASE_URL": emulator.url,
-        "GEMINI_TASKS_REQUEST_TIMEOUT": "5",
-        "GEMINI_TASKS_VISIBILITY_TIMEOUT": "120",
-    })
-    from gemini_tasks.settings import get_settings
+    from gemini_tasks.testing.environment import client_environ
 
-    get_settings.cache_clear()
-    yield os.environ
-    os.environ.clear()
-    os.environ.update(saved)
-    get_settings.cache_clear()
+    with client_environ(redis_url, emulator.url, KEY_SECRETS, request_timeout=5, visibility_timeout=120) as env:
+        yield env
 
 
 @pytest.fixture(scope="session")

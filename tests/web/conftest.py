@@ -8,7 +8,6 @@ with the ASGI server under test.
 from __future__ import annotations
 
 import gc
-import os
 import socket
 import subprocess
 import sys
@@ -47,39 +46,20 @@ def redis_url(web_redis_server) -> str:
 def emulator():
     from gemini_tasks.emulator.runner import EmulatorThread
 
-    emu = EmulatorThread().start()
-    try:
+    with EmulatorThread() as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture(scope="package")
 def fleet_env(redis_url, emulator):
-    saved = dict(os.environ)
-    for name in list(os.environ):
-        if name.startswith("GEMINI_API_KEY"):
-            del os.environ[name]
-    os.environ.update(KEY_SECRETS)
-    os.environ.update({
-        "REDIS_URL": redis_url,
-        "GOOGLE_GEMINI_BASE_URL": emulator.url,
-        "GEMINI_TASKS_REQUEST_TIMEOUT": "10",
-        "GEMINI_TASKS_VISIBILITY_TIMEOUT": "120",
-    })
-    from gemini_tasks.settings import get_settings
+    from gemini_tasks.testing.environment import client_environ
 
-    get_settings.cache_clear()
-    try:
+    with client_environ(redis_url, emulator.url, KEY_SECRETS, request_timeout=10, visibility_timeout=120) as env:
         with celery_app_on(redis_url):
-            yield os.environ
+            yield env
             # results still referenced by finished tests unsubscribe now, while this Redis still runs (their
             # finalizers would otherwise retry a stopped Redis at some later garbage collection)
             gc.collect()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
 
 
 @pytest.fixture(scope="package")
