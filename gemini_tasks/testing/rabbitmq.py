@@ -125,7 +125,8 @@ def restore_app(app: Any, saved: dict[str, Any]) -> None:
 
 def forget_app_connections(app: Any) -> None:
     import contextlib
-    import threading
+
+    from gemini_tasks.testing.app_config import forget_backend
 
     pool = app._pool
     app._pool = None
@@ -133,12 +134,4 @@ def forget_app_connections(app: Any) -> None:
         with contextlib.suppress(Exception):
             pool.force_close_all()
     app.__dict__.pop("amqp", None)  # queues, routes and producer pool are cached there
-    backend = app._backend_cache or getattr(app._local, "backend", None)
-    consumer = getattr(backend, "result_consumer", None)
-    if consumer is not None and getattr(consumer, "_pubsub", None) is not None:
-        with contextlib.suppress(Exception):
-            consumer.stop()
-        consumer._pubsub = None
-        consumer.subscribed_to.clear()
-    app._backend_cache = None
-    app._local = threading.local()
+    forget_backend(app)
