@@ -48,10 +48,6 @@ KNOWN_UPWARD = {
     ("gemini_tasks/client/batch_api.py", "gemini_tasks.worker.batch_tasks"),
     ("gemini_tasks/client/images.py", "gemini_tasks.worker.images"),
     ("gemini_tasks/client/token_stream.py", "gemini_tasks.worker.token_stream"),
-    # the worker records call statistics through the exporter's modules: the recording belongs in keys/
-    ("gemini_tasks/worker/execution.py", "gemini_tasks.ops.metrics"),
-    ("gemini_tasks/worker/execution.py", "gemini_tasks.ops.tier_metrics"),
-    ("gemini_tasks/worker/batch_jobs.py", "gemini_tasks.ops.tier_metrics"),
 }
 
 

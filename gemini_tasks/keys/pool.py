@@ -33,6 +33,7 @@ from typing import Any, Iterable, Mapping
 
 import redis
 
+from gemini_tasks.keys.names import pool_prefix
 from gemini_tasks.keys.scripts import Scripts
 from gemini_tasks.keys.states import OUTCOMES, QUOTA_KINDS
 from gemini_tasks.keys.timeutil import pacific_tz_table
@@ -204,7 +205,7 @@ class KeyPool:
             raise ValueError(f"pool name must be non-empty without braces, colons or spaces, got {pool!r}")
         self.client = client
         self.pool = pool
-        self.prefix = f"gt:{{{pool}}}:"
+        self.prefix = pool_prefix(pool)
         check_redis_version(client)
         self._scripts = Scripts(client)
         # built here, off the hot path: computing it inside the first admission held the GIL for tens of ms

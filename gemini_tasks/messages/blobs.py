@@ -11,12 +11,10 @@ import uuid
 
 import redis
 
+from gemini_tasks.keys.names import blob_key
+
 DEFAULT_TTL = 3600
 CHUNK = 8 * 1024 * 1024
-
-
-def blob_key(prefix: str, ref: str) -> str:
-    return f"{prefix}blob:{ref}"
 
 
 def put(client: redis.Redis, prefix: str, data: bytes | bytearray | memoryview, ttl: int = DEFAULT_TTL) -> str:

@@ -7,7 +7,8 @@ exporter is one small stateless process (``gemini-tasks metrics`` or ``python -m
   per-key state, wait, leases and exhaustion counts, and the pool's ``stats`` counters (admissions, waits by
   reason, reports by outcome, 429s by quota kind, expired leases);
 * a per-pool hash of call counters, ``gt:{pool}:calls``, that each worker bumps once per Gemini call
-  (:func:`record_call`: one pipelined round trip of ``HINCRBY``/``HINCRBYFLOAT``): calls by model and outcome,
+  (:func:`gemini_tasks.keys.calls.record_call`, beside the key pool: one pipelined round trip of
+  ``HINCRBY``/``HINCRBYFLOAT``): calls by model and outcome,
   a latency histogram and token counts.
 
 Why not ``prometheus_client`` in each worker: Celery prefork children, threads and short-lived containers
@@ -37,68 +38,19 @@ from prometheus_client.registry import Collector
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gemini_tasks.keys import names
+from gemini_tasks.keys.calls import LATENCY_BUCKETS, bucket_label
 from gemini_tasks.keys.manager import summarize
 from gemini_tasks.keys.pool import KeyPool
 from gemini_tasks.keys.states import ALL_STATES
 
 log = logging.getLogger("gemini_tasks.ops.metrics")
 
-#: Upper bounds (seconds) of the call-latency histogram: Gemini calls run from ~0.3 s (short text) to minutes
-#: (long video, TTS), and the SDK timeout (default 120 s) is the last finite bucket worth having.
-LATENCY_BUCKETS: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
-#: The usage fields counted, as the SDK names them (``usage_dict``), and the label value each gets.
-TOKEN_FIELDS: Mapping[str, str] = {
-    "prompt_token_count": "prompt",
-    "candidates_token_count": "candidates",
-    "thoughts_token_count": "thoughts",
-    "cached_content_token_count": "cached",
-}
-CALLS_HASH = "calls"
 #: Seconds a scrape waits for Redis: to connect, and for each reply (no retries).
 CONNECT_TIMEOUT_S = 1.0
 READ_TIMEOUT_S = 2.0
 #: How long a discovered pool list is reused when the exporter was started without explicit pools.
 DISCOVERY_TTL_S = 60.0
-
-
-def _bucket_label(bound: float) -> str:
-    return "+Inf" if math.isinf(bound) else repr(float(bound))
-
-
-def latency_bucket(latency_s: float) -> str:
-    """The (non-cumulative) bucket one observation falls in; the exporter accumulates them."""
-    for bound in LATENCY_BUCKETS:
-        if latency_s <= bound:
-            return _bucket_label(bound)
-    return "+Inf"
-
-
-def record_call(pool: KeyPool, *, model: str, latency_s: float, usage: Mapping[str, Any] | None,
-                outcome: str, pipe: Any = None) -> None:
-    """Count one Gemini call in ``{pool.prefix}calls``: one pipelined round trip, never raises.
-
-    Field names put the model last (``calls|<outcome>|<model>``, ``lat_le|<bucket>|<model>``,
-    ``latency_sum|<model>``, ``tokens_<kind>|<model>``) so a model id can never be split wrongly.
-    A metrics failure must not fail a task that already paid for its call, so errors are logged at debug.
-    With ``pipe`` the commands are only queued on that pipeline (the caller executes it).
-    """
-    try:
-        latency_s = max(0.0, float(latency_s))
-        key = pool.prefix + CALLS_HASH
-        own = pipe is None
-        if own:
-            pipe = pool.client.pipeline(transaction=False)
-        pipe.hincrby(key, f"calls|{outcome}|{model}", 1)
-        pipe.hincrby(key, f"lat_le|{latency_bucket(latency_s)}|{model}", 1)
-        pipe.hincrbyfloat(key, f"latency_sum|{model}", round(latency_s, 6))
-        for field, kind in TOKEN_FIELDS.items():
-            count = (usage or {}).get(field)
-            if isinstance(count, int) and count > 0:
-                pipe.hincrby(key, f"tokens_{kind}|{model}", count)
-        if own:
-            pipe.execute()
-    except Exception as exc:  # noqa: BLE001 - metrics are best effort by design
-        log.debug("metrics: could not record a call for pool %s: %r", getattr(pool, "pool", "?"), exc)
 
 
 def _s(value: Any) -> str:
@@ -107,16 +59,15 @@ def _s(value: Any) -> str:
 
 def read_calls(pool: KeyPool) -> dict[str, float]:
     """The raw call-counter hash of a pool (field -> number)."""
-    raw = pool.client.hgetall(pool.prefix + CALLS_HASH)
+    raw = pool.client.hgetall(names.calls_key(pool.prefix))
     return {_s(k): float(_s(v)) for k, v in raw.items()}
 
 
 def discover_pools(client: Any) -> list[str]:
     """Every pool that has registered keys in this Redis (``gt:{<pool>}:ids``), sorted."""
     found: set[str] = set()
-    for name in client.scan_iter(match="gt:\\{*\\}:ids", count=1000):
-        text = _s(name)
-        found.add(text[len("gt:{"):-len("}:ids")])
+    for name in client.scan_iter(match=names.IDS_PATTERN, count=1000):
+        found.add(names.pool_of_ids_key(_s(name)))
     return sorted(found)
 
 
@@ -292,7 +243,7 @@ class _Families:
             running = 0.0
             cumulative: list[tuple[str, float]] = []
             for upper in (*LATENCY_BUCKETS, math.inf):
-                label = _bucket_label(upper)
+                label = bucket_label(upper)
                 running += counts.get(label, 0.0)
                 cumulative.append((label, running))
             self.latency.add_metric([pool, model], cumulative, sum_value=sums.get(model, 0.0))

@@ -1,5 +1,6 @@
 """Usage and estimated cost by service tier, in the same per-pool call-counter hash as
-:func:`gemini_tasks.ops.metrics.record_call` (``gt:{pool}:calls``), and their Prometheus families.
+:func:`gemini_tasks.keys.calls.record_call` (``gt:{pool}:calls``), as Prometheus families. The worker records
+them (:func:`gemini_tasks.keys.calls.record_tier_usage`); this module reads them.
 
 Fields (the model last, so a model id is never split wrongly):
 
@@ -13,43 +14,7 @@ Shed Flex calls are counted by ``record_call`` as calls with outcome ``shed``.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
-from typing import Any
-
 from prometheus_client.core import CounterMetricFamily, Metric
-
-from gemini_tasks.gemini.pricing import estimate_cost, tokens_by_kind
-
-log = logging.getLogger("gemini_tasks")
-
-
-def record_usage(pool: Any, *, model: str, tier: str, usage: Mapping[str, Any] | None,
-                 fallback: bool = False, pipe: Any = None) -> None:
-    """Count one answered request's tokens and estimated cost by tier (one pipelined round trip, never raises).
-
-    With ``pipe`` the commands are only queued on that pipeline (the caller executes it)."""
-    from gemini_tasks.ops.metrics import CALLS_HASH
-
-    try:
-        kinds = tokens_by_kind(usage)
-        key = pool.prefix + CALLS_HASH
-        own = pipe is None
-        if own:
-            pipe = pool.client.pipeline(transaction=False)
-        pipe.hincrby(key, f"tier_requests|{tier}|{model}", 1)
-        for kind, count in kinds.items():
-            if count:
-                pipe.hincrby(key, f"tier_tokens|{tier}|{kind}|{model}", count)
-        cost = estimate_cost(model, kinds, tier)
-        if cost:
-            pipe.hincrbyfloat(key, f"tier_cost|{tier}|{model}", round(cost, 12))
-        if fallback:
-            pipe.hincrby(key, f"flex_fallbacks|{model}", 1)
-        if own:
-            pipe.execute()
-    except Exception as exc:  # noqa: BLE001 - metrics are best effort by design
-        log.debug("metrics: could not record usage for pool %s: %r", getattr(pool, "pool", "?"), exc)
 
 
 class TierFamilies:

@@ -48,7 +48,7 @@ from gemini_tasks.gemini.response import extract_text, usage_dict
 from gemini_tasks.gemini.validation import from_wire
 from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.keys.tier_batches import TierBatchRecord
-from gemini_tasks.ops.tier_metrics import record_usage
+from gemini_tasks.worker.tier_calls import record_usage
 from gemini_tasks.settings import get_settings
 from gemini_tasks.worker.execution import worker_pool
 from gemini_tasks.worker.uploads import ProjectUploads

@@ -42,15 +42,16 @@ from gemini_tasks.gemini.classification import classify
 from gemini_tasks.gemini.response import extract_audio, extract_text, usage_dict
 from gemini_tasks.gemini.tokens import estimate_tokens, media_tokens
 from gemini_tasks.gemini.validation import from_wire
+from gemini_tasks.keys import names
 from gemini_tasks.keys.admission import Interrupted, WaitTooLong, acquire
+from gemini_tasks.keys.calls import record_call
 from gemini_tasks.keys.keeper import lease_keeper
 from gemini_tasks.keys.pool import AdmitPolicy, Cancelled, KeyPool, Lease, NoUsableKeys, Wait
-from gemini_tasks.ops.metrics import record_call
-from gemini_tasks.ops.tier_metrics import record_usage
 from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.settings import get_settings
 from gemini_tasks.worker import tier_calls
 from gemini_tasks.worker.stopping import WorkerStopping, stoppable_sleep, worker_stopping
+from gemini_tasks.worker.tier_calls import record_usage
 from gemini_tasks.worker.uploads import ProjectUploads
 from gemini_tasks.worker.worker_keys import held_secrets, pool_watcher
 
@@ -243,7 +244,7 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
     """
     settings = get_settings()
     pool = worker_pool(job["pool"]["pool"])
-    done_key = f"{pool.prefix}done:{ctx.task_id}"
+    done_key = names.done_key(pool.prefix, ctx.task_id)
     finished = pool.client.get(done_key)
     if finished:  # a redelivered copy of a job that already succeeded: do not pay twice
         log.info("task %s already answered; returning the stored result", ctx.task_id)
@@ -430,7 +431,7 @@ def execute_generate(job: dict[str, Any], ctx: JobContext,
         uploaded = reused = 0
         contents = prebuilt
         if contents is None:
-            project = pool.client.hget(f"{pool.prefix}key:{lease.key_id}", "proj") or b""
+            project = pool.client.hget(names.key_hash(pool.prefix, lease.key_id), "proj") or b""
             project = (project.decode() if isinstance(project, bytes) else project) or lease.key_id
             resolver = ProjectUploads(pool.client, pool.prefix, project, client, upload_paths)
             contents = media.build_contents(request, resolver)

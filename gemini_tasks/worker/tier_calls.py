@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from google.genai import types
 
+from gemini_tasks.gemini import pricing
 from gemini_tasks.gemini.tiers import WIRE_TIERS, call_timeout, is_shed
+from gemini_tasks.keys.calls import record_tier_usage
 
 
 def job_tier(job: dict[str, Any]) -> str:
@@ -85,3 +88,10 @@ def result_fields(job: dict[str, Any], response: Any) -> dict[str, Any]:
     if state.get("fallback"):
         out["fallback"] = True
     return out
+
+
+def record_usage(pool: Any, *, model: str, tier: str, usage: Mapping[str, Any] | None,
+                 fallback: bool = False, pipe: Any = None) -> None:
+    """Count one answered request's tokens and estimated cost by tier at the worker's prices
+    (:func:`gemini_tasks.keys.calls.record_tier_usage`: one pipelined round trip, never raises)."""
+    record_tier_usage(pool, model=model, tier=tier, usage=usage, pricing=pricing, fallback=fallback, pipe=pipe)

@@ -18,6 +18,7 @@ from google import genai
 from google.genai import types
 
 from gemini_tasks.gemini.errors import PERSISTENT, TRANSIENT, CallError, GeminiCallFailed
+from gemini_tasks.keys.names import upload_key
 
 log = logging.getLogger("gemini_tasks")
 
@@ -62,7 +63,7 @@ class ProjectUploads:
             with open(path, "rb") as handle:
                 return types.Part(inline_data=types.Blob(data=handle.read(), mime_type=mime_type))
         digest = file_digest(path)
-        key = f"{self.prefix}upload:{self.project}:{digest}:{mime_type}"
+        key = upload_key(self.prefix, self.project, digest, mime_type)
         cached = self.store.get(key)
         if cached:
             info = json.loads(cached)

@@ -128,7 +128,7 @@ def test_all_pools_and_an_unreachable_redis(fleet, fleet_emu, pool_name, metrics
 def test_record_call_never_raises(caplog):
     import logging
 
-    from gemini_tasks.ops.metrics import latency_bucket, record_call
+    from gemini_tasks.keys.calls import latency_bucket, record_call
 
     class Broken:
         pool = "x"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from gemini_tasks.keys import AdmitPolicy, AdvancedApiKeyManager, Lease
-from gemini_tasks.ops.metrics import CALLS_HASH
+from gemini_tasks.keys.names import CALLS_HASH
 
 SECRETS = {f"GEMINI_API_KEY_{i}": f"test-secret-pipelined-{i:04d}-xyz" for i in range(1, 3)}
 
