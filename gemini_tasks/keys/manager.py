@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from gemini_tasks.keys.pool import KeyPool, PoolStatus, SettingsConflict
+from gemini_tasks.keys.pool import KeyPool, PoolStatus, SettingsConflict, flatten_limits
 from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.keys.selection import (
     merge_settings,
@@ -142,9 +142,9 @@ class AdvancedApiKeyManager:
                 "project": project, "secret": os.environ.get(key_id) or None,
             })
             if project:
-                flat[project] = _flatten_limits(limits.get(project) or {})
+                flat[project] = flatten_limits(limits.get(project) or {})
             else:  # a key without a project is its own quota unit: per-key limits from key_settings
-                flat[key_id] = _flatten_limits({n: s.get(n) for n in ("rpm", "rpd", "tpm")})
+                flat[key_id] = flatten_limits({n: s.get(n) for n in ("rpm", "rpd", "tpm")})
         return rows, flat
 
     def _register(self, mode: str) -> None:
@@ -253,16 +253,3 @@ def summarize(snap: PoolStatus, key_ids: Iterable[str] | None = None) -> dict[st
             "settings_source": f.get("src") or "explicit",
         }
     return out
-
-
-def _flatten_limits(limits: Mapping[str, Any]) -> dict[str, int]:
-    """``{"rpm": n, "models": {m: {"rpm": n}}}`` -> ``{"rpm": n, "rpm|m": n}`` (the proj:<project> hash fields)."""
-    fields: dict[str, int] = {}
-    for name in ("rpm", "rpd", "tpm"):
-        if limits.get(name) is not None:
-            fields[name] = int(limits[name])
-    for model, per_model in (limits.get("models") or {}).items():
-        for name in ("rpm", "rpd", "tpm"):
-            if per_model.get(name) is not None:
-                fields[f"{name}|{model}"] = int(per_model[name])
-    return fields

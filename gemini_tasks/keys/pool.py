@@ -316,14 +316,7 @@ class KeyPool:
     def set_project_limits(self, project: str, limits: Mapping[str, Any]) -> None:
         """Quota limits of one project: ``{"rpm": n, "rpd": n, "tpm": n, "models": {model: {"rpm": n, ...}}}``
         (tpm: input tokens per minute)."""
-        fields: dict[str, int] = {}
-        for name in ("rpm", "rpd", "tpm"):
-            if limits.get(name) is not None:
-                fields[name] = int(limits[name])
-        for model, per_model in (limits.get("models") or {}).items():
-            for name in ("rpm", "rpd", "tpm"):
-                if per_model.get(name) is not None:
-                    fields[f"{name}|{model}"] = int(per_model[name])
+        fields = flatten_limits(limits)
         key = self.prefix + "proj:" + project
         pipe = self.client.pipeline()
         pipe.delete(key)
@@ -456,3 +449,16 @@ class KeyPool:
                 self.client.delete(*names)
             if cursor == 0:
                 break
+
+
+def flatten_limits(limits: Mapping[str, Any]) -> dict[str, int]:
+    """``{"rpm": n, "models": {m: {"rpm": n}}}`` -> ``{"rpm": n, "rpm|m": n}`` (the proj:<project> hash fields)."""
+    fields: dict[str, int] = {}
+    for name in ("rpm", "rpd", "tpm"):
+        if limits.get(name) is not None:
+            fields[name] = int(limits[name])
+    for model, per_model in (limits.get("models") or {}).items():
+        for name in ("rpm", "rpd", "tpm"):
+            if per_model.get(name) is not None:
+                fields[f"{name}|{model}"] = int(per_model[name])
+    return fields
