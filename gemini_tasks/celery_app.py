@@ -7,8 +7,8 @@ import inspect
 
 from celery import Celery, signals
 
-from gemini_tasks.brokers import stamp_sent_at
-from gemini_tasks.redis_transport import install as _share_redis_clients
+from gemini_tasks.transport.brokers import stamp_sent_at
+from gemini_tasks.transport.kombu_redis import install as _share_redis_clients
 from gemini_tasks.worker import stopping
 from gemini_tasks.worker.event_batching import BatchedEvents
 from gemini_tasks.worker.holding import HoldRefresh

@@ -10,7 +10,7 @@ after this one when it is importable, so an operator overrides a setting there w
 
 from __future__ import annotations
 
-from gemini_tasks import brokers
+from gemini_tasks.transport import brokers
 from gemini_tasks.settings import get_settings
 
 _s = get_settings()
@@ -64,7 +64,7 @@ _redis_broker_options = {
     "retry_on_timeout": True,
     "health_check_interval": 25,
 }
-#: per broker (gemini_tasks.brokers): the queues (quorum on RabbitMQ), transport options (Redis as above,
+#: per broker (gemini_tasks.transport.brokers): the queues (quorum on RabbitMQ), transport options (Redis as above,
 #: Sentinel adds the master's name, RabbitMQ confirms publishes), heartbeats (RabbitMQ)
 globals().update(brokers.broker_settings(broker_url, result_backend, _redis_broker_options, _s.sentinel_master))
 broker_connection_retry_on_startup = True

@@ -1,4 +1,4 @@
-"""Broker settings by URL (gemini_tasks/brokers.py), Sentinel URLs (keys/redis_conn.py) and the held-message
+"""Broker settings by URL (gemini_tasks/transport/brokers.py), Sentinel URLs (keys/redis_conn.py) and the held-message
 refresh (worker/holding.py) against a real redis-server."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gemini_tasks import brokers
+from gemini_tasks.transport import brokers
 from gemini_tasks.keys.redis_conn import parse_sentinel_url
 from gemini_tasks.worker.holding import held_tags, refresh_once
 

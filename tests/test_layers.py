@@ -17,12 +17,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gemini_tasks"
 #: part of the package -> rank; a part may import parts of a lower rank only
 RANKS = {
     "settings": 0,
-    "pools": 0,  # a process setting: the calls in flight this process holds, which its connection pools follow
-    "brokers": 0,  # broker settings (transport options, queues by broker URL)
+    "transport": 0,  # broker settings by URL, kombu's Redis transport adapted, connection pool sizes
     "emulator": 0,
     "gemini": 1,
     "keys": 1,
-    "redis_transport": 1,  # kombu's Redis transport, adapted (celeryconfig names it)
     "celeryconfig": 2,
     "messages": 2,
     "celery_app": 3,

@@ -11,7 +11,7 @@ would block a worker slot forever); SDK retries off (``retry_options=None``: rat
 retries belong to the task layer and the key manager, which honour ``retryDelay``; the SDK ignores it);
 ``api_version`` pinned; **no base_url** -- the SDK reads ``GOOGLE_GEMINI_BASE_URL`` itself, which is
 how the emulator or a proxy stands in for Google; and a connection pool that follows the process's slots
-(:mod:`gemini_tasks.pools`): httpx's default (100 connections, 20 kept alive) capped a ``-c 600`` worker at 100
+(:mod:`gemini_tasks.transport.pools`): httpx's default (100 connections, 20 kept alive) capped a ``-c 600`` worker at 100
 calls in flight per key and reopened a connection for most calls above 20.
 """
 
@@ -31,7 +31,7 @@ from typing import Any
 from google import genai
 from google.genai import types
 
-from gemini_tasks.pools import slots_per_process
+from gemini_tasks.transport.pools import slots_per_process
 
 logger = logging.getLogger("gemini_tasks")
 
@@ -45,7 +45,7 @@ DEFAULT_KEEPALIVE = 100
 def connection_limits(slots: int | None = None) -> Any:
     """The httpx ``Limits`` for one client: ``slots`` connections, all kept alive between calls.
 
-    ``slots`` defaults to this process's (:func:`gemini_tasks.pools.slots_per_process`); outside a worker the
+    ``slots`` defaults to this process's (:func:`gemini_tasks.transport.pools.slots_per_process`); outside a worker the
     number of connections is not capped at all. Built from the httpx flavour the SDK uses (httpx2 when
     installed), which the SDK recognises from the object's type.
     """

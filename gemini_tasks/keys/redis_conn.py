@@ -21,7 +21,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import AuthenticationError, AuthorizationError
 from redis.retry import Retry
 
-from gemini_tasks.pools import pool_size
+from gemini_tasks.transport.pools import pool_size
 
 _lock = threading.Lock()
 
@@ -51,7 +51,7 @@ def get_redis(url: str) -> redis.Redis:
     """A shared client for ``url`` in this process, with timeouts so a dead Redis never hangs a caller.
 
     ``rediss://`` URLs (TLS) and passwords in the URL work as redis-py documents them. The pool allows the
-    process's slots plus a margin (:func:`gemini_tasks.pools.pool_size`; redis-py's own default is 100, which
+    process's slots plus a margin (:func:`gemini_tasks.transport.pools.pool_size`; redis-py's own default is 100, which
     a worker with more slots would exceed with "Too many connections").
     """
     key = (url, os.getpid())

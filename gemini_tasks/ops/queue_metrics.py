@@ -4,10 +4,10 @@
   alike (a passive ``queue_declare``: the broker's own count).
 - ``gemini_tasks_queue_oldest_age_seconds{queue}``: seconds the oldest waiting message has waited (0 when the
   queue is empty). Every message that gemini-tasks publishes carries its enqueue time in a header
-  (:data:`SENT_AT_HEADER`, added by :func:`gemini_tasks.brokers.stamp_sent_at` on Celery's ``before_task_publish``). On a Redis
-  broker the oldest message is the list's tail, read with one ``LINDEX``; RabbitMQ offers no way to look at a
-  queue's head without taking the message, so there the family is absent (use RabbitMQ's own Prometheus
-  plugin, or the depth).
+  (:data:`SENT_AT_HEADER`, added by :func:`gemini_tasks.transport.brokers.stamp_sent_at` on Celery's
+  ``before_task_publish``). On a Redis broker the oldest message is the list's tail, read with one ``LINDEX``;
+  RabbitMQ offers no way to look at a queue's head without taking the message, so there the family is absent
+  (use RabbitMQ's own Prometheus plugin, or the depth).
 - ``gemini_tasks_queue_held_messages``: Redis broker only, messages delivered to workers and not yet
   acknowledged (running, prefetched, waiting on a countdown), fleet-wide.
 - ``gemini_tasks_queue_up``: 1 when the broker answered this scrape.
@@ -24,7 +24,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gemini_tasks import brokers
+from gemini_tasks.transport import brokers
 
 log = logging.getLogger("gemini_tasks.ops.queue_metrics")
 

@@ -107,7 +107,7 @@ def point_app_at(app: Any, broker_url: str, result_backend: str) -> dict[str, An
     """Point a Celery app (a test's client) at ``broker_url``/``result_backend`` with every broker-dependent
     setting recomputed (quorum queues for RabbitMQ, ...); returns the settings it replaced, for
     :func:`restore_app`. Cached producers, queues and result backends are dropped so the next use rebuilds."""
-    from gemini_tasks import brokers
+    from gemini_tasks.transport import brokers
     from gemini_tasks.celeryconfig import _redis_broker_options
     from gemini_tasks.settings import get_settings
 

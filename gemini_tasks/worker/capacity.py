@@ -14,7 +14,7 @@ At worker start (Celery's ``worker_init`` signal, before any pool or connection 
   the hard one when that is enough, and otherwise **capping the concurrency with an ERROR log line** that
   names the limit and how to raise it;
 * records the slots per process (``-c`` for threads/gevent/eventlet, 1 for a prefork child or solo) in
-  :mod:`gemini_tasks.pools`, which the SDK clients and the key manager's Redis clients size their pools from;
+  :mod:`gemini_tasks.transport.pools`, which the SDK clients and the key manager's Redis clients size their pools from;
 * sizes Celery's own pools (``broker_pool_limit``, the Redis transport's ``max_connections``,
   ``redis_max_connections`` of the result backend) to at least the slots plus a margin, and shares one result
   backend between a process's threads (``result_backend_thread_safe``; Celery builds one per thread otherwise).
@@ -29,7 +29,7 @@ from typing import Any
 
 from celery import signals
 
-from gemini_tasks.pools import POOL_MARGIN, set_slots
+from gemini_tasks.transport.pools import POOL_MARGIN, set_slots
 
 log = logging.getLogger("gemini_tasks.worker.capacity")
 

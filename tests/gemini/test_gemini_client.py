@@ -207,7 +207,7 @@ def test_many_slots_share_several_clients_per_key_each_slot_keeping_its_own(monk
     always gets the same client, so its keep-alive connection is reused."""
     import threading
 
-    from gemini_tasks import pools
+    from gemini_tasks.transport import pools
     from gemini_tasks.gemini.client import ClientCache, shard_layout
 
     assert shard_layout(None) == (1, None)
