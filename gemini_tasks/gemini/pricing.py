@@ -1,11 +1,15 @@
 """Estimated cost of Gemini calls: tokens by kind and tier, priced with a table users can override.
 
 Default prices (USD per 1M tokens, prompts up to 200k tokens) are Google's published Gemini Developer API
-paid-tier prices (https://ai.google.dev/gemini-api/docs/pricing) as they stood for the Gemini 2.5 family in
-2025 (the figures this project was written against; re-checked against the tier multipliers of
-https://ai.google.dev/gemini-api/docs/optimization on 2026-11-29: Flex and Batch 50 % off, Priority
-75-100 % more, priced here at 1.8x). Prices change: pass your own table to the processor (``prices=``),
-or point ``GEMINI_TASKS_PRICES`` at a JSON file of the same shape, before trusting a figure for billing.
+paid-tier prices, read from https://ai.google.dev/gemini-api/docs/pricing on 2026-11-29 (the page as stored
+then; its "Standard" and "Batch" tabs per model). The Batch tab halves input and output prices and lists the
+same context caching price as Standard, so cached tokens are not discounted at batch tier here. Flex (50 %
+off) and Priority (75-100 % more, priced here at 1.8x) multipliers come from
+https://ai.google.dev/gemini-api/docs/optimization (read 2026-11-29); the pricing page as stored showed no
+Flex or Priority rows, so those multiply every kind. Changes against the 2025 table this project started
+with: context caching 2.5 Pro $0.31 -> $0.125, 2.5 Flash $0.075 -> $0.03, 2.5 Flash-Lite $0.025 -> $0.01.
+Prices change: pass your own table to the processor (``prices=``), or point ``GEMINI_TASKS_PRICES`` at a
+JSON file of the same shape, before trusting a figure for billing.
 
 Kinds: ``prompt`` (input tokens not served from cache), ``cached`` (input served from a context cache),
 ``output`` (candidates) and ``thinking`` (thoughts, billed as output). Audio input has its own price.
@@ -21,16 +25,19 @@ from typing import Any
 
 #: model id prefix -> USD per 1M tokens; the longest matching prefix wins.
 DEFAULT_PRICES: dict[str, dict[str, float]] = {
-    "gemini-2.5-pro": {"input": 1.25, "output": 10.00, "cached": 0.31},
-    "gemini-2.5-flash-lite": {"input": 0.10, "output": 0.40, "cached": 0.025},
+    "gemini-2.5-pro": {"input": 1.25, "output": 10.00, "cached": 0.125},
+    "gemini-2.5-flash-lite": {"input": 0.10, "output": 0.40, "cached": 0.01},
     "gemini-2.5-flash-preview-tts": {"input": 0.50, "output": 10.00, "cached": 0.50},
     "gemini-2.5-pro-preview-tts": {"input": 1.00, "output": 20.00, "cached": 1.00},
-    "gemini-2.5-flash": {"input": 0.30, "output": 2.50, "cached": 0.075},
+    "gemini-2.5-flash": {"input": 0.30, "output": 2.50, "cached": 0.03},
     "gemini-2.0-flash": {"input": 0.10, "output": 0.40, "cached": 0.025},
 }
 #: price multiplier of each tier relative to standard
 TIER_MULTIPLIERS: dict[str, float] = {"standard": 1.0, "flex": 0.5, "batch": 0.5, "priority": 1.8}
-PRICES_READ = "2025 price list; tier multipliers read 2026-11-29"
+#: tiers whose context caching price differs from ``TIER_MULTIPLIERS`` (the pricing page's Batch tab lists
+#: the standard caching price)
+CACHED_TIER_MULTIPLIERS: dict[str, float] = {"batch": 1.0}
+PRICES_READ = "ai.google.dev/gemini-api/docs/pricing and /optimization, read 2026-11-29"
 KINDS = ("prompt", "cached", "output", "thinking")
 
 
@@ -98,9 +105,11 @@ def estimate_cost(model: str, tokens: Mapping[str, int], tier: str,
     row = price_row(model, table)
     if row is None:
         return None
-    base = (tokens.get("prompt", 0) * row["input"] + tokens.get("cached", 0) * row.get("cached", row["input"])
-            + (tokens.get("output", 0) + tokens.get("thinking", 0)) * row["output"]) / 1_000_000
-    return base * TIER_MULTIPLIERS.get(tier, 1.0)
+    mult = TIER_MULTIPLIERS.get(tier, 1.0)
+    paid = (tokens.get("prompt", 0) * row["input"]
+            + (tokens.get("output", 0) + tokens.get("thinking", 0)) * row["output"]) * mult
+    cached = tokens.get("cached", 0) * row.get("cached", row["input"]) * CACHED_TIER_MULTIPLIERS.get(tier, mult)
+    return (paid + cached) / 1_000_000
 
 
 @dataclass

@@ -47,9 +47,17 @@ def test_cost_by_kind_and_tier():
     kinds = tokens_by_kind(usage)
     assert kinds == {"prompt": 800_000, "cached": 200_000, "output": 100_000, "thinking": 50_000}
     std = estimate_cost("gemini-2.5-flash", kinds, "standard")
-    assert std == pytest.approx(0.8 * 0.30 + 0.2 * 0.075 + 0.15 * 2.50)
+    # ai.google.dev/gemini-api/docs/pricing (read 2026-11-29): 2.5 Flash $0.30 in, $2.50 out, $0.03 cached
+    assert std == pytest.approx(0.8 * 0.30 + 0.2 * 0.03 + 0.15 * 2.50)
     assert estimate_cost("models/gemini-2.5-flash", kinds, "flex") == pytest.approx(std * 0.5)
-    assert estimate_cost("gemini-2.5-flash", kinds, "batch") == pytest.approx(std * 0.5)
+    # the page's Batch tab halves input and output but lists the same context caching price
+    assert estimate_cost("gemini-2.5-flash", kinds, "batch") == pytest.approx(
+        (0.8 * 0.30 + 0.15 * 2.50) * 0.5 + 0.2 * 0.03)
+    assert estimate_cost("gemini-2.5-flash", {"prompt": 1_000_000}, "batch") == pytest.approx(0.15)
+    assert estimate_cost("gemini-2.5-pro", {"cached": 1_000_000}, "standard") == pytest.approx(0.125)
+    assert estimate_cost("gemini-2.5-flash-lite", {"cached": 1_000_000}, "standard") == pytest.approx(0.01)
+    assert estimate_cost("gemini-2.5-flash-preview-tts", {"prompt": 1_000_000, "output": 1_000_000},
+                         "batch") == pytest.approx(0.25 + 5.00)
     assert estimate_cost("gemini-2.5-flash-lite", kinds, "standard") < std  # longest prefix wins
     assert estimate_cost("unknown-model", kinds, "standard") is None
     table = check_table({"my-model": {"input": 1, "output": 2}})
