@@ -44,7 +44,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # service tiers (emulator/tiers.py)
     "flex_latency_seconds": 0.0,  # added to every Flex request (real: 1-15 minutes)
     "flex_latency_jitter_seconds": 0.0,
-    "flex_shed_probability": 0.0,  # chance that a Flex request is shed with 503 UNAVAILABLE
+    "flex_shed_probability": 0.0,  # chance that a Flex request is shed
+    "flex_shed_status": 503,  # a shed's answer: 503 UNAVAILABLE or 429 RESOURCE_EXHAUSTED (Google does not say)
     # Batch API (emulator/batches.py)
     "batch_pending_seconds": 0.2,  # PENDING this long after create
     "batch_run_seconds": 0.5,  # then RUNNING this long (+ per request) before it ends
@@ -82,6 +83,7 @@ _INT_FIELDS = {
     "batch_max_inline_mb",
     "batch_max_file_mb",
     "batch_max_jobs",
+    "flex_shed_status",
 }
 _BATCH_END_STATES = frozenset({"SUCCEEDED", "FAILED", "EXPIRED", "CANCELLED"})
 
@@ -165,6 +167,8 @@ def validate(fields: dict[str, Any]) -> dict[str, Any]:  # noqa: C901 - over the
         raise ConfigError("minute_seconds and day_seconds must be positive")
     if not 0.0 <= out.get("flex_shed_probability", 0.0) <= 1.0:
         raise ConfigError("flex_shed_probability must be within 0..1")
+    if out.get("flex_shed_status", 503) not in (429, 503):
+        raise ConfigError("flex_shed_status must be 429 or 503")
     if "log_max" in out and out["log_max"] < 1:
         raise ConfigError("log_max must be >= 1")
     return out

@@ -117,6 +117,13 @@ def make_rule(rule_id: int, raw: dict[str, Any]) -> Rule:  # noqa: C901 - over t
             raise RuleError(f"status must be one of {sorted(STATUS_CODES)}")
         if spec.get("quota_kind") not in (None, "minute", "day", "tokens"):
             raise RuleError("quota_kind must be 'minute', 'day' or 'tokens'")
+    if action == "shed" and "status" in spec:
+        try:
+            spec["status"] = int(spec["status"])
+        except (TypeError, ValueError):
+            raise RuleError("status must be an HTTP status code") from None
+        if spec["status"] not in (429, 503):
+            raise RuleError("a shed is answered 429 or 503")
     if action in ("hang", "latency"):
         try:
             spec["seconds"] = float(spec.get("seconds", 3600.0 if action == "hang" else 1.0))

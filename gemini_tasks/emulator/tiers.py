@@ -4,11 +4,14 @@ The request body carries the tier at the top level (`serviceTier`, the SDK's
 `GenerateContentConfig.service_tier`): `standard` (the default, also `unspecified`), `flex`,
 `priority`.  The answer's `usageMetadata.serviceTier` reports the tier that served it.
 
-Flex is best-effort: when capacity is short the API sheds the request with 503 UNAVAILABLE
-(the same status and message as an overloaded model), so a client cannot tell a shed from an
-overload except by the tier it asked for.  Shedding happens before any work and does not count
-against the quota.  It is scripted with `flex_shed_probability` (seeded) or a fault rule
-`{"action": "shed", "service_tier": "flex", "times": N}`.  Flex requests also wait
+Flex is best-effort: when capacity is short the API sheds the request.  What it answers is not
+documented (https://ai.google.dev/gemini-api/docs/flex-inference and .../optimization, read
+2026-11-29, say only "sheddable" / "may be preempted"), so the emulator answers either way an
+overloaded Gemini API does: 503 UNAVAILABLE with the overloaded-model message (default,
+`flex_shed_status`), or 429 RESOURCE_EXHAUSTED naming no quota (no QuotaFailure detail, ErrorInfo
+reason MODEL_CAPACITY_EXHAUSTED).  Shedding happens before any work and does not count against the
+quota.  It is scripted with `flex_shed_probability` (seeded) or a fault rule
+`{"action": "shed", "service_tier": "flex", "times": N, "status": 429|503}`.  Flex requests also wait
 `flex_latency_seconds` (+ uniform jitter up to `flex_latency_jitter_seconds`) on top of the
 global latency: real Flex answers take minutes, scale that down in tests.
 """
@@ -54,7 +57,14 @@ def parse_tier(req: dict[str, Any]) -> str:
     return tier
 
 
-def shed_error() -> wire.ApiError:
+CAPACITY_MESSAGE = "Resource exhausted: no capacity is available for this request at the flex tier. Please try again later."
+
+
+def shed_error(status: int = 503) -> wire.ApiError:
+    if status == 429:
+        info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "MODEL_CAPACITY_EXHAUSTED",
+                "domain": "generativelanguage.googleapis.com"}
+        return wire.ApiError(429, CAPACITY_MESSAGE, "RESOURCE_EXHAUSTED", [info])
     return wire.ApiError(503, SHED_MESSAGE, "UNAVAILABLE")
 
 
@@ -68,7 +78,8 @@ async def apply(emu: Emulator, tier: str, rule: Rule | None, entry: dict[str, An
     if shed:
         entry["shed"] = True
         emu.shed += 1
-        raise shed_error()
+        status = rule.spec.get("status") if rule is not None and rule.action == "shed" else None
+        raise shed_error(int(status or cfg["flex_shed_status"]))
     if tier == "flex":
         delay = cfg["flex_latency_seconds"]
         jitter = cfg["flex_latency_jitter_seconds"]

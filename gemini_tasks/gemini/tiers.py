@@ -2,9 +2,14 @@
 
 * ``standard`` (default): nothing extra on the wire.
 * ``flex``: ``GenerateContentConfig.service_tier = "flex"`` (wire ``serviceTier``); half price, minutes of
-  latency (Google: 1-15 min), best-effort. A shed Flex request is answered ``503 UNAVAILABLE`` (the same
-  answer as an overloaded model); the worker retries it on Flex with backoff, outside the error-retry
-  budget, and after ``flex_fallback_after`` seconds (if set) sends it at standard tier.
+  latency (Google: 1-15 min), best-effort ("Sheddable"). What a shed request is answered is not documented:
+  https://ai.google.dev/gemini-api/docs/flex-inference and .../docs/optimization (read 2026-11-29) only say
+  Flex traffic "may be preempted" and wrap the call in a bare ``except``. So both answers an overloaded
+  Gemini API gives count as a shed on a Flex call: ``503 UNAVAILABLE`` and a ``429 RESOURCE_EXHAUSTED``
+  that names no quota (no QuotaFailure detail, e.g. reason ``MODEL_CAPACITY_EXHAUSTED``); a 429 naming a
+  quota stays the key pool's rate limit. The worker retries a shed on Flex with backoff, outside the
+  error-retry budget, without benching the key, and after ``flex_fallback_after`` seconds (if set) sends
+  it at standard tier.
 * ``priority``: ``service_tier = "priority"``; 75-100 % more, never shed.
 * ``batch``: the Gemini Batch API (:mod:`gemini_tasks.client.batch_api`): half price, asynchronous.
 """
@@ -47,6 +52,12 @@ def call_timeout(tier: str, standard_timeout: float) -> float:
     return max(standard_timeout, flex_timeout()) if tier == "flex" else standard_timeout
 
 
-def is_shed(tier: str, code: int | None) -> bool:
-    """Whether a failed call is a Flex request the API shed (503 UNAVAILABLE on a Flex call)."""
-    return tier == "flex" and code == 503
+def is_shed(tier: str, code: int | None, quota_id: str | None = None, quota_kind: str | None = None) -> bool:
+    """Whether a failed call is a Flex request the API shed: on a Flex call, 503 UNAVAILABLE, or 429
+    RESOURCE_EXHAUSTED naming no quota (``quota_id`` None and the quota kind unknown). See the module doc:
+    Google does not document the shed answer."""
+    if tier != "flex":
+        return False
+    if code == 503:
+        return True
+    return code == 429 and quota_id is None and quota_kind in (None, "unknown")

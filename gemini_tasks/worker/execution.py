@@ -314,11 +314,13 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                 result = call(client, lease, pool)
         except Exception as exc:  # noqa: BLE001 - every failure is classified and reported
             err = exc.error if isinstance(exc, GeminiCallFailed) else classify(exc, secrets=secrets.values())
-            settle.best_effort(f"reporting the outcome ({err.kind}) to the key manager",
-                               lambda: pool.report(lease, OUTCOME_OF[err.kind], retry_after=err.retry_after,
+            shed = tier_calls.shed_error(job, err)
+            # a shed is the API's Flex capacity, not the key's quota: reported as transient, never benches the key
+            outcome = OUTCOME_OF[TRANSIENT] if shed else OUTCOME_OF[err.kind]
+            settle.best_effort(f"reporting the outcome ({outcome}) to the key manager",
+                               lambda: pool.report(lease, outcome, retry_after=None if shed else err.retry_after,
                                                    quota_kind=err.quota_kind, worker_cooldown=policy.worker_cooldown),
                                task_id=ctx.task_id)
-            shed = tier_calls.shed_error(job, err.code)
             record_call(pool, model=job["model"], latency_s=time.perf_counter() - started, usage=None,
                         outcome="shed" if shed else err.kind)
             _log_call(logging.WARNING, ctx, lease, job, "shed" if shed else err.kind, time.perf_counter() - started,

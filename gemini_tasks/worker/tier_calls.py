@@ -45,8 +45,9 @@ def lease_seconds(job: dict[str, Any], standard_timeout: float) -> float:
     return call_timeout(job_tier(job), standard_timeout) + 60
 
 
-def shed_error(job: dict[str, Any], code: int | None) -> bool:
-    return is_shed(current_tier(job), code)
+def shed_error(job: dict[str, Any], err: Any) -> bool:
+    """Whether the failed call (a :class:`~gemini_tasks.gemini.errors.CallError`) is a shed Flex request."""
+    return is_shed(current_tier(job), err.code, err.quota_id, err.quota_kind)
 
 
 def on_shed(job: dict[str, Any], now: float | None = None) -> float:

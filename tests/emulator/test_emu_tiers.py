@@ -68,3 +68,19 @@ def test_shed_rule_leaves_standard_alone_and_probability_sheds_flex_only(client,
     with pytest.raises(errors.ServerError):
         client.models.generate_content(model=MODEL, contents="x", config={"service_tier": "flex"})
     assert client.models.generate_content(model=MODEL, contents="std").text
+
+
+def test_shed_as_429_resource_exhausted_names_no_quota(client, ctl):
+    """Google's docs do not say how a shed Flex request is answered: the emulator can answer 429 as well."""
+    ctl.add_fault(action="shed", service_tier="flex", status=429, times=1)
+    with pytest.raises(errors.ClientError) as ei:
+        client.models.generate_content(model=MODEL, contents="x", config={"service_tier": "flex"})
+    assert ei.value.code == 429 and ei.value.status == "RESOURCE_EXHAUSTED"
+    assert "QuotaFailure" not in str(ei.value.details)
+    assert ctl.log()[-1]["shed"] is True
+    ctl.configure(flex_shed_probability=1.0, flex_shed_status=429)
+    with pytest.raises(errors.ClientError) as ei:
+        client.models.generate_content(model=MODEL, contents="x", config={"service_tier": "flex"})
+    assert ei.value.code == 429
+    with pytest.raises(Exception, match="429 or 503"):
+        ctl.add_fault(action="shed", service_tier="flex", status=500)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from google.genai import types
 
+from gemini_tasks.gemini.errors import QUOTA_MINUTE, QUOTA_UNKNOWN, RATE_LIMITED, TRANSIENT, CallError
 from gemini_tasks.gemini.pricing import UsageSummary, check_table, estimate_cost, tokens_by_kind
 from gemini_tasks.gemini.tiers import check_tier
 from gemini_tasks.worker import tier_calls
@@ -38,7 +39,22 @@ def test_shed_backoff_grows_and_fallback_switches_to_standard():
     assert tier_calls.current_tier(job) == "flex"
     assert tier_calls.on_shed(job, now=110.0) == 0.0
     assert tier_calls.current_tier(job) == "standard" and job["state"]["fallback"] is True
-    assert not tier_calls.shed_error(job, 503)  # at standard a 503 is an ordinary transient error
+    assert not tier_calls.shed_error(job, CallError(kind=TRANSIENT, code=503))  # at standard: transient
+
+
+def test_a_shed_is_503_or_a_429_naming_no_quota_on_a_flex_call_only():
+    """Google's Flex docs do not say what a shed request returns: both answers of an overloaded API count."""
+    flex = {"tier": "flex"}
+    unavailable = CallError(kind=TRANSIENT, code=503, status="UNAVAILABLE")
+    capacity = CallError(kind=RATE_LIMITED, code=429, status="RESOURCE_EXHAUSTED", quota_kind=QUOTA_UNKNOWN)
+    quota = CallError(kind=RATE_LIMITED, code=429, status="RESOURCE_EXHAUSTED", quota_kind=QUOTA_MINUTE,
+                      quota_id="GenerateRequestsPerMinutePerProjectPerModel")
+    assert tier_calls.shed_error(flex, unavailable) and tier_calls.shed_error(flex, capacity)
+    assert not tier_calls.shed_error(flex, quota)  # a quota the key ran out of: the key pool's 429 path
+    for tier in ("standard", "priority"):
+        assert not tier_calls.shed_error({"tier": tier}, unavailable)
+        assert not tier_calls.shed_error({"tier": tier}, capacity)
+    assert not tier_calls.shed_error(flex, CallError(kind=TRANSIENT, code=500))
 
 
 def test_cost_by_kind_and_tier():

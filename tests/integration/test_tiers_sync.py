@@ -48,6 +48,19 @@ def test_shed_flex_is_retried_on_flex_outside_the_error_budget(batch, emu):
     assert proc.last_summary.shed == 3 and proc.last_summary.fallbacks == 0
 
 
+def test_shed_as_429_without_quota_is_retried_on_flex_and_benches_no_key(batch, emu):
+    proc = batch(service_tier="flex", flex_retry_backoff=0.05, api_call_retries=1)
+    emu.add_fault(action="shed", service_tier="flex", prompt_contains="T8", status=429, times=3)
+    [(meta, text, error)] = proc.process_prompts([{"prompt": "T8 shed me"}], timeout=60)
+    assert error is None and "T8 shed me" in text
+    calls = gen_calls(emu, "T8")
+    assert [c["status"] for c in calls] == [429, 429, 429, 200]
+    assert {c["service_tier"] for c in calls} == {"flex"}
+    assert proc.last_summary.shed == 3
+    stats = proc.key_manager.pool.status().stats  # a shed is the API's capacity, not the key's quota
+    assert stats.get("report_rate_limited", 0) == 0 and stats.get("report_transient", 0) == 3
+
+
 def test_flex_fallback_after_sends_standard(batch, emu):
     proc = batch(service_tier="flex", flex_retry_backoff=0.2, flex_fallback_after=0.5)
     emu.add_fault(action="shed", service_tier="flex", prompt_contains="T3")  # Flex never serves it
