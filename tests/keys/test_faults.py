@@ -72,6 +72,40 @@ def test_mark_sent_counts_the_send_even_after_the_admission_entry_was_trimmed(re
     assert kp.mark_sent(slow)  # the slow call is sent now: it counts from now
     third = kp.admit(["K1", "K2", "K3"], pol)
     assert isinstance(third, Wait) and third.reason == "quota", "the window let a third call into rpm=2"
+    assert 0.9 < third.seconds <= 1.001, third  # the quota frees one window after `other`'s admission
+
+
+def test_a_busy_key_of_a_project_at_quota_waits_for_the_quota_not_for_its_lease(redis_client, pool_name):
+    """A leased key whose project's window is full is usable only when both its lease ended and the window has
+    room: the wait is the later of the two, with the reason of the later. (It was the lease's 1 s poll, reason
+    `leased`, so a caller blocked by the quota for most of a minute slept in its slot, asking again every
+    second and at every freed lease, instead of re-queueing for the quota's wait.)"""
+    kp = _pool(redis_client, pool_name, keys=("K1", "K2"), project="p")
+    kp.set_project_limits("p", {"rpm": 1})
+    pol = _policy(rate_window=60.0, window_margin=0.0, lease_ttl=600, busy_poll=1.0)
+    assert isinstance(kp.admit(["K1", "K2"], pol), Lease)  # K1 leased; the window is full for 60 s
+    w = kp.admit(["K1", "K2"], pol)  # K2 is free but at quota, K1 is busy and at quota too
+    assert isinstance(w, Wait) and w.reason == "quota" and 59.0 < w.seconds <= 60.001, w
+    w = kp.admit(["K1"], pol)  # only the busy key: still the quota that decides
+    assert isinstance(w, Wait) and w.reason == "quota" and 59.0 < w.seconds <= 60.001, w
+
+
+def test_a_cooling_key_of_a_project_at_quota_waits_for_the_quota_not_for_its_cooldown(redis_client, pool_name):
+    kp = _pool(redis_client, pool_name, keys=("K1",), project="p", cooldown=5.0)
+    kp.set_project_limits("p", {"rpm": 1})
+    pol = _policy(rate_window=60.0, window_margin=0.0)
+    kp.report(kp.admit(["K1"], pol), "success")  # K1 rests 5 s; the window is full for 60 s
+    w = kp.admit(["K1"], pol)
+    assert isinstance(w, Wait) and w.reason == "quota" and 59.0 < w.seconds <= 60.001, w
+
+
+def test_a_busy_key_whose_lease_ends_after_the_quota_frees_still_waits_for_its_lease(redis_client, pool_name):
+    kp = _pool(redis_client, pool_name, keys=("K1",), project="p")
+    kp.set_project_limits("p", {"rpm": 5})
+    pol = _policy(rate_window=60.0, window_margin=0.0, lease_ttl=600, busy_poll=1.0)
+    assert isinstance(kp.admit(["K1"], pol), Lease)  # the window has room: only the lease blocks
+    w = kp.admit(["K1"], pol)
+    assert isinstance(w, Wait) and w.reason == "leased" and w.seconds == 1.0, w
 
 
 # -- item 4: admission is safe to retry ----------------------------------------------------------------

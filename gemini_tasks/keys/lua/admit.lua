@@ -203,7 +203,13 @@ while not best do
 end
 
 if not best then
-  -- nothing ready: the wait is the soonest of the candidates' waiting times, busy leases and quota windows
+  -- nothing ready: each candidate is usable when its own wait (waiting time, busy lease) is over AND its
+  -- project's quota window has room, so its wait is the later of the two, with that one's reason; the wait
+  -- returned is the soonest over the candidates
+  local function consider_key_wait(ms, reason, proj)
+    local q = quota_ready(proj)
+    if q[1] - now > ms then consider_wait(q[1] - now, 'quota') else consider_wait(ms, reason) end
+  end
   local any_usable_state = false
   local cids = {}
   for i = FIRST_CAND, #ARGV do cids[#cids + 1] = ARGV[i] end
@@ -215,10 +221,12 @@ if not best then
     elseif in_waiting[i] then
       any_usable_state = true
       local t = tonumber(in_waiting[i])
-      local st = redis.call('HGET', P .. 'key:' .. id, 'st')
+      local kv = redis.call('HMGET', P .. 'key:' .. id, 'st', 'proj')
+      local st, proj = kv[1], kv[2]
+      if not proj or proj == '' then proj = id end
       local reason = 'cooldown'
       if st == 'TEMPORARILY_EXHAUSTED' or st == 'FULLY_EXHAUSTED' then reason = 'exhausted' end
-      consider_wait(t - now, reason)
+      consider_key_wait(t - now, reason, proj)
     else
       local k = load_hot(id)
       if k and k.st ~= 'FAILED_INIT' then
@@ -231,8 +239,8 @@ if not best then
             redis.call('HSET', k.kk, 'nl', k.nl)
           end
           local e = redis.call('ZRANGE', klk, 0, 0, 'WITHSCORES')
-          if e[2] then consider_wait(math.min(tonumber(e[2]), now + poll) - now, 'leased')
-          else consider_wait(1, 'leased') end
+          if e[2] then consider_key_wait(math.min(tonumber(e[2]), now + poll) - now, 'leased', k.proj)
+          else consider_key_wait(1, 'leased', k.proj) end
         end
         place(k, now)
       end
