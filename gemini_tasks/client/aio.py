@@ -185,6 +185,8 @@ class AsyncTTSMixin:
         from gemini_tasks.client.sending import task_ref
 
         self_: Any = self
+        if self_.policy.service_tier == "batch":  # the Batch API: submitted, then waited for off the loop
+            return await run_blocking(self_._run, speech, output_file)
         deadline = time.time() + self_.timeout + STREAM_DEADLINE_GRACE
         job = self_._job(speech, None, self_.policy, deadline)
         task_id = uuid.uuid4().hex

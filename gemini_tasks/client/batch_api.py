@@ -63,8 +63,11 @@ def plan_parts(indices: list[int], projects: dict[str, list[str]], max_per_job: 
     return parts
 
 
-def submit(processor: Any, jobs: list[dict[str, Any]], options: dict[str, Any]) -> str:
-    """Save and start a submission whose jobs include batch-tier ones; returns its group id (``tb-...``)."""
+def submit(processor: Any, jobs: list[dict[str, Any]], options: dict[str, Any], *, model: str | None = None) -> str:
+    """Save and start a submission whose jobs include batch-tier ones; returns its group id (``tb-...``).
+
+    ``processor`` gives the key manager (and, for other-tier jobs, the task and queue); ``model`` defaults
+    to its ``model_name``. Speech jobs (``"kind": "speech"``, the TTS processor's) go through the same path."""
     from gemini_tasks.client.jobs import describe_job
 
     manager = processor.key_manager
@@ -83,7 +86,7 @@ def submit(processor: Any, jobs: list[dict[str, Any]], options: dict[str, Any]) 
         res = publish_group(processor._task(), [jobs[i] for i in sync_idx],
                             [describe_job(jobs[i]) for i in sync_idx], queue=processor.queue)
         sync_group, sync_ids = res.id, [r.id for r in res.results]
-    meta = {"model": processor.model_name, "pool": manager.spec(), "total": len(jobs),
+    meta = {"model": model or processor.model_name, "pool": manager.spec(), "total": len(jobs),
             "jobs": {str(i): jobs[i] for i in batch_idx}, "batch_indices": batch_idx, "sync_indices": sync_idx,
             "sync_group": sync_group, "sync_task_ids": sync_ids, "created": time.time(),
             "metadata": [j.get("metadata") or {} for j in jobs], **options}

@@ -25,6 +25,7 @@ from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
 from gemini_tasks.client.processors import GeminiStreamingProcessor, to_result_tuple
 from gemini_tasks.client.aio import AsyncTTSMixin
+from gemini_tasks.client import batch_api
 
 log = logging.getLogger("gemini_tasks")
 
@@ -47,7 +48,8 @@ class GeminiTTSProcessor(AsyncTTSMixin):
     def __init__(self, key_manager: AdvancedApiKeyManager | None = None, model: str = "flash",
                  default_voice: str = "Kore", output_sample_rate: int = 24000, output_channels: int = 1,
                  output_sample_width: int = 2, *, api_call_interval: float = 2.0, timeout: float = 300.0,
-                 service_tier: str = "standard", flex_fallback_after: float | None = None) -> None:
+                 service_tier: str = "standard", flex_fallback_after: float | None = None,
+                 batch_options: dict[str, Any] | None = None) -> None:
         if key_manager is None:
             key_manager = (AdvancedApiKeyManager(["GEMINI_API_KEY"]) if os.environ.get("GEMINI_API_KEY")
                            else AdvancedApiKeyManager("all"))
@@ -58,9 +60,9 @@ class GeminiTTSProcessor(AsyncTTSMixin):
         self.output_channels = output_channels
         self.output_sample_width = output_sample_width
         self.timeout = timeout
-        if str(service_tier).strip().lower() == "batch":
-            raise ValueError("service_tier='batch' is not available for speech: use 'standard', 'flex' or 'priority'")
-        # flex/priority go out as GenerateContentConfig.service_tier, like text (gemini/tiers.py)
+        # flex/priority go out as GenerateContentConfig.service_tier, like text (gemini/tiers.py); "batch"
+        # sends the speech through the Gemini Batch API (Google lists it for its TTS models), batch_api.py
+        self.batch_options = batch_api.check_options(batch_options)
         self.policy = CallPolicy(worker_cooldown_seconds=0, api_call_interval=api_call_interval, max_workers=4,
                                  max_wait_seconds=timeout, service_tier=service_tier,
                                  flex_fallback_after=flex_fallback_after)
@@ -115,9 +117,36 @@ class GeminiTTSProcessor(AsyncTTSMixin):
         self.last_error = None
         return pcm
 
+    def _through_batch_api(self, jobs: list[dict[str, Any]], output_files: list[str | None]) -> list[tuple]:
+        """Speech jobs through the Gemini Batch API (one job per project of the pool, polled by the fleet);
+        ``(metadata, pcm, error)`` in input order, the same PCM and WAV files as the synchronous path."""
+        for job in jobs:
+            job["tier"] = "batch"
+            job["deadline"] = None
+        group_id = batch_api.submit(self, jobs, self.batch_options, model=self.model)
+        try:
+            _, values = batch_api.collect_raw(group_id, timeout=self.timeout, wait_sync=None)
+        except TimeoutError:
+            batch_api.cancel(group_id)
+            raise
+        out = []
+        for job, value, path in zip(jobs, values, output_files):
+            audio = self._collect(value, path)
+            error = None if audio is not None else (self.last_error or "TTS generation failed")
+            out.append((dict(job.get("metadata") or {}), audio, error))
+        return out
+
     def _run(self, speech: dict[str, Any], output_file: str | None) -> bytes | None:
         from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE
         import time
+
+        if self.policy.service_tier == "batch":
+            try:
+                [(_, audio, _)] = self._through_batch_api([self._job(speech, None, self.policy)], [output_file])
+            except TimeoutError as exc:
+                self.last_error = str(exc)
+                return None
+            return audio
 
         deadline = time.time() + self.timeout + STREAM_DEADLINE_GRACE
         job = self._job(speech, None, self.policy, deadline)
@@ -186,6 +215,8 @@ class GeminiTTSProcessor(AsyncTTSMixin):
                 raise ValueError(f"texts[{i}]: {exc}") from None
             jobs.append(self._job(speech, item.get("metadata"), policy))
 
+        if self.policy.service_tier == "batch":
+            return self._through_batch_api(jobs, [item.get("output_file") for item in texts])
         task = task_ref("speech", "batch")
         res = group(task.s(j).set(queue="batch", argsrepr=f"speech voice={j['speech']['voice']} "
                                   f"text={j['speech']['prompt'][:80]!r}") for j in jobs).apply_async()

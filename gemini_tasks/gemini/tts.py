@@ -24,7 +24,7 @@ import struct
 import tempfile
 import wave
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Union
+from typing import Any, Union
 
 from google.genai import types
 
@@ -160,6 +160,13 @@ def multi_speaker_config(pairs_in_order: Sequence[tuple[str, str]]) -> types.Gen
 
 
 # ----------------------------------------------------------------------------------------------- prompts
+
+
+def config_for(speech: Mapping[str, Any]) -> types.GenerateContentConfig:
+    """The config of a speech job's ``speech`` dict: ``{"voice"}`` or ``{"speakers": [[speaker, voice], ...]}``."""
+    if speech.get("speakers"):
+        return multi_speaker_config([(str(s), str(v)) for s, v in speech["speakers"]])
+    return single_speaker_config(str(speech["voice"]))
 
 
 def speech_prompt(text: str, style_prompt: str | None = None) -> str:

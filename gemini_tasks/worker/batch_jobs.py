@@ -8,7 +8,8 @@ One step, with a key of the part's own project (a batch job belongs to the proje
   than the inline limit, create the job, and poll again later;
 * a running job: ``batches.get``; record its progress (``batchStats``), poll again after ``poll_interval``;
 * SUCCEEDED: read every inner answer (inline responses, or the JSONL output file) into one result per
-  prompt, in input order, an inner error as that prompt's error string;
+  prompt, in input order, an inner error as that prompt's error string; a speech job's audio (TTS models
+  take the Batch API) is stored in a blob and its result is the synchronous speech task's;
 * FAILED / EXPIRED / CANCELLED (not by us): create a new job for the same prompts, up to
   ``max_resubmits`` times, then end each prompt with an error naming the job's end state;
 * cancelled by the caller: cancel the remote job, end each prompt still open with a "Cancelled" error.
@@ -32,6 +33,7 @@ from google.genai import _common, types
 from google.genai import batches as sdk_batches
 
 from gemini_tasks.gemini import content as media
+from gemini_tasks.gemini import tts as tts_lib
 from gemini_tasks.gemini.classification import classify
 from gemini_tasks.gemini.client import get_client
 from gemini_tasks.gemini.config import build_generate_config
@@ -44,9 +46,10 @@ from gemini_tasks.gemini.errors import (
     GeminiCallFailed,
     error_message,
 )
-from gemini_tasks.gemini.response import extract_text, usage_dict
+from gemini_tasks.gemini.response import extract_audio, extract_text, usage_dict
 from gemini_tasks.gemini.validation import from_wire
 from gemini_tasks.keys.redis_conn import get_redis
+from gemini_tasks.messages import blobs
 from gemini_tasks.keys.tier_batches import TierBatchRecord
 from gemini_tasks.worker.tier_calls import record_usage
 from gemini_tasks.settings import get_settings
@@ -64,6 +67,8 @@ MAX_NO_KEY_STEPS = 30
 MAX_TRANSIENT = 8
 
 Requeue = Callable[[float], NoReturn]
+#: stores an answer's audio and returns its blob reference (speech jobs: audio never enters the result record)
+StoreAudio = Callable[[bytes], str]
 
 
 def _state_name(state: Any) -> str:
@@ -75,13 +80,22 @@ def _error_result(job: dict[str, Any], message: str, kind: str) -> dict[str, Any
 
 
 def answer_result(job: dict[str, Any], response: types.GenerateContentResponse, *, key_id: str,
-                  batch_job: str) -> dict[str, Any]:
-    """One inner answer as the generate task's result (text, usage, tier), or an error result."""
+                  batch_job: str, store_audio: StoreAudio | None = None) -> dict[str, Any]:
+    """One inner answer as the generate (or speech) task's result (text or audio reference, usage, tier),
+    or an error result. A speech answer's audio goes to a blob through ``store_audio``, as the synchronous
+    speech task's does, and the result carries the same fields (``audio_ref``, ``mime_type``, format)."""
     policy = job.get("policy") or {}
     out: dict[str, Any] = {"ok": True, "key_id": key_id, "model": job["model"], "tier": "batch",
                            "batch_job": batch_job, "usage": usage_dict(response)}
     try:
-        if policy.get("return_response"):
+        if job.get("kind") == "speech":
+            if store_audio is None:
+                raise ValueError("a speech answer needs somewhere to store its audio")
+            audio, mime = extract_audio(response)
+            rate, channels, width, is_wav = tts_lib.parse_audio_mime(mime)
+            out.update(audio_ref=store_audio(audio), mime_type=mime, bytes=len(audio), sample_rate=rate,
+                       channels=channels, sample_width=width, is_wav=is_wav)
+        elif policy.get("return_response"):
             out["response"] = response.model_dump(mode="json", exclude_none=True)
             out["text"] = response.text
         else:
@@ -111,6 +125,12 @@ def build_requests(jobs: dict[int, dict[str, Any]], client: Any, pool: Any, proj
     requests: list[tuple[int, types.InlinedRequest]] = []
     failed: dict[int, dict[str, Any]] = {}
     for idx, job in sorted(jobs.items()):
+        if job.get("kind") == "speech":  # text in, audio out: the speech task's config (gemini/tts.py)
+            speech = job["speech"]
+            requests.append((idx, types.InlinedRequest(
+                contents=[types.Content(role="user", parts=[types.Part(text=speech["prompt"])])],
+                config=tts_lib.config_for(speech), metadata={"i": str(idx)})))
+            continue
         try:
             request = from_wire(job["request"])
             config = build_generate_config(request.get("generation_config"))
@@ -160,8 +180,8 @@ def create_job(client: Any, model: str, requests: list[tuple[int, types.InlinedR
     return job, "file", uploaded.name
 
 
-def read_results(client: Any, batch: types.BatchJob, jobs: dict[int, dict[str, Any]], key_id: str
-                 ) -> dict[int, dict[str, Any]]:
+def read_results(client: Any, batch: types.BatchJob, jobs: dict[int, dict[str, Any]], key_id: str,
+                 store_audio: StoreAudio | None = None) -> dict[int, dict[str, Any]]:
     """Every inner answer of a SUCCEEDED job, by prompt index; a prompt with no answer gets an error."""
     out: dict[int, dict[str, Any]] = {}
     dest = batch.dest
@@ -177,7 +197,8 @@ def read_results(client: Any, batch: types.BatchJob, jobs: dict[int, dict[str, A
             if item.error is not None or item.response is None:
                 out[idx] = inner_error_result(jobs[idx], item.error.model_dump() if item.error else {})
             else:
-                out[idx] = answer_result(jobs[idx], item.response, key_id=key_id, batch_job=name)
+                out[idx] = answer_result(jobs[idx], item.response, key_id=key_id, batch_job=name,
+                                         store_audio=store_audio)
     elif dest is not None and dest.file_name:
         data = client.files.download(file=dest.file_name)
         for line in data.decode("utf-8", "replace").splitlines():
@@ -191,7 +212,7 @@ def read_results(client: Any, batch: types.BatchJob, jobs: dict[int, dict[str, A
             if "response" in row and row["response"] is not None:
                 resp = types.GenerateContentResponse._from_response(
                     response=sdk_batches._GenerateContentResponse_from_mldev(row["response"]), kwargs={})
-                out[idx] = answer_result(jobs[idx], resp, key_id=key_id, batch_job=name)
+                out[idx] = answer_result(jobs[idx], resp, key_id=key_id, batch_job=name, store_audio=store_audio)
             else:
                 out[idx] = inner_error_result(jobs[idx], row.get("error") or row.get("status") or {})
     for idx, job in jobs.items():
@@ -273,7 +294,8 @@ def step(group_id: str, n: int, requeue: Requeue) -> dict[str, Any]:  # noqa: C9
         record.update_part(n, job_state=state, stats=stats, transient=0)
         requeue(poll)
     if state == "JOB_STATE_SUCCEEDED":
-        results = read_results(client, batch, jobs, key_id)
+        results = read_results(client, batch, jobs, key_id,
+                               store_audio=lambda data: blobs.put(pool.client, pool.prefix, data, ttl=record.ttl))
         if part.get("input_file"):  # the JSONL input counts against the project's Files storage until deleted
             try:  # before the answers are stored: a caller that has them sees the input gone
                 client.files.delete(name=part["input_file"])

@@ -464,10 +464,7 @@ def execute_generate(job: dict[str, Any], ctx: JobContext,
 def execute_speech(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Text-to-speech: one voice or a two-speaker dialogue. Audio goes to a blob, not the result backend."""
     spec = job["speech"]
-    if spec.get("speakers"):
-        config = tts_lib.multi_speaker_config([tuple(x) for x in spec["speakers"]])
-    else:
-        config = tts_lib.single_speaker_config(spec["voice"])
+    config = tts_lib.config_for(spec)
     prompt = spec["prompt"]
     settings = get_settings()
 

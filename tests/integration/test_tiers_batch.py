@@ -257,3 +257,44 @@ def test_a_redelivered_step_never_creates_a_second_job(emu_projects, fleet_env, 
     assert out["state"] == DONE and len(emu.batches()) == 1
     assert [r["ok"] for _, r in sorted(record.results().items())] == [True, True]
     assert step(gid, 0, requeue) == {"state": DONE}  # a late copy after the end does nothing
+
+
+def test_tts_through_the_batch_api_gives_the_sync_paths_audio_in_input_order(worker, emu_projects, manager_factory,
+                                                                           tmp_path):
+    """Google lists the Batch API for its TTS models (model pages' capabilities; pricing page Batch tab for
+    gemini-2.5-flash-preview-tts): speech at service_tier="batch" goes through batches, inline audio comes
+    back as the same PCM and WAV files as the synchronous path."""
+    import wave
+
+    from gemini_tasks import GeminiTTSProcessor
+    from gemini_tasks.gemini import tts as tts_lib
+
+    emu = emu_projects
+    m = manager_factory(4, paid_keys="all", projects=PROJECTS)
+    sync = GeminiTTSProcessor(m, model="flash", api_call_interval=0)
+    ref = sync.generate_speech("B9 reference line", voice="Puck")
+    tts = GeminiTTSProcessor(m, model="flash", api_call_interval=0, service_tier="batch", batch_options=FAST)
+    texts = [{"text": f"B9 line {i} " + "word " * (i * 5), "voice": "Puck", "metadata": {"i": i},
+              "output_file": str(tmp_path / f"b9-{i}.wav")} for i in range(5)]
+    out = tts.batch_generate_speech(texts)
+    assert [meta["i"] for meta, _, _ in out] == list(range(5))
+    assert all(err is None and pcm for _, pcm, err in out), [e for _, _, e in out]
+    sizes = [len(pcm) for _, pcm, _ in out]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]  # each prompt got its own answer, in order
+    for i, (_, pcm, _) in enumerate(out):
+        with wave.open(str(tmp_path / f"b9-{i}.wav"), "rb") as w:
+            assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (24000, 1, 2)
+            assert w.readframes(w.getnframes()) == pcm
+    assert ref and tts_lib.wav_duration(str(tmp_path / "b9-0.wav")) > 0
+    gen = [e for e in emu.log() if e.get("endpoint") == "generateContent"]
+    assert len(gen) == 1  # only the synchronous reference; the five went through batches
+    jobs = emu.batches()
+    assert sum(b["requests"] for b in jobs) == 5 and {b["state"] for b in jobs} == {"SUCCEEDED"}
+    assert all(b["model"] == "gemini-2.5-flash-preview-tts" for b in jobs)
+    single = tts.generate_speech("B9 single line", voice="Kore", output_file=str(tmp_path / "b9-one.wav"))
+    assert single and len(emu.batches()) > len(jobs)
+    import asyncio
+
+    again = asyncio.run(tts.agenerate_speech("B9 async line", voice="Kore"))
+    assert again and len(emu.batches()) > len(jobs) + 1
+    assert len([e for e in emu.log() if e.get("endpoint") == "generateContent"]) == 1
