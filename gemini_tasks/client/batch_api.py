@@ -20,15 +20,18 @@ from celery.result import GroupResult
 
 from gemini_tasks.celery_app import app
 from gemini_tasks.gemini.pricing import UsageSummary
+from gemini_tasks.gemini.tiers import batch_enqueued_tokens
+from gemini_tasks.gemini.tokens import estimate_job_tokens
 from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.keys.tier_batches import GROUP_PREFIX, TierBatchRecord
 from gemini_tasks.settings import get_settings
 
 #: defaults of ``batch_options``: poll every 30 s (jobs take minutes to hours), parts of at most 10,000
 #: prompts, inline below 19 MB of request JSON (the API's inline limit is 20 MB), 2 re-submits of a job that
-#: ends FAILED/EXPIRED/CANCELLED
+#: ends FAILED/EXPIRED/CANCELLED, and ``enqueued_tokens``: the project's enqueued-token budget for the model
+#: (None: Google's Tier 1 figure for it, :func:`gemini_tasks.gemini.tiers.batch_enqueued_tokens`)
 DEFAULT_OPTIONS: dict[str, Any] = {"poll_interval": 30.0, "max_requests_per_job": 10_000,
-                                   "inline_limit": 19_000_000, "max_resubmits": 2}
+                                   "inline_limit": 19_000_000, "max_resubmits": 2, "enqueued_tokens": None}
 
 
 def check_options(options: dict[str, Any] | None) -> dict[str, Any]:
@@ -36,11 +39,15 @@ def check_options(options: dict[str, Any] | None) -> dict[str, Any]:
     for name, value in (options or {}).items():
         if name not in DEFAULT_OPTIONS:
             raise ValueError(f"batch_options: unknown option {name!r}; known: {', '.join(DEFAULT_OPTIONS)}")
+        if name == "enqueued_tokens" and value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise ValueError(f"batch_options[{name!r}] must be a number >= 0, got {value!r}")
         out[name] = value
     if out["max_requests_per_job"] < 1:
         raise ValueError("batch_options['max_requests_per_job'] must be >= 1")
+    if out["enqueued_tokens"] is not None and out["enqueued_tokens"] < 1:
+        raise ValueError("batch_options['enqueued_tokens'] must be >= 1 (or None for the model's default)")
     return out
 
 
@@ -48,8 +55,11 @@ def _record(group_id: str) -> TierBatchRecord:
     return TierBatchRecord(get_redis(get_settings().keys_redis_url), group_id)
 
 
-def plan_parts(indices: list[int], projects: dict[str, list[str]], max_per_job: int) -> list[dict[str, Any]]:
-    """Contiguous slices of ``indices``, one per project (in project order), each cut to ``max_per_job``."""
+def plan_parts(indices: list[int], projects: dict[str, list[str]], max_per_job: int,
+               tokens: dict[int, int] | None = None, max_tokens: int | None = None) -> list[dict[str, Any]]:
+    """Contiguous slices of ``indices``, one per project (in project order), each cut to ``max_per_job``
+    prompts and, with ``tokens`` (estimated input tokens per index) and ``max_tokens``, to at most that many
+    estimated tokens (a prompt larger than that alone is a part of its own, refused by the fleet)."""
     names = sorted(projects)
     parts: list[dict[str, Any]] = []
     if not indices or not names:
@@ -57,10 +67,22 @@ def plan_parts(indices: list[int], projects: dict[str, list[str]], max_per_job: 
     per_project = -(-len(indices) // len(names))
     for k, project in enumerate(names):
         chunk = indices[k * per_project:(k + 1) * per_project]
-        for start in range(0, len(chunk), max_per_job):
-            parts.append({"project": project, "keys": projects[project], "indices": chunk[start:start + max_per_job],
-                          "attempts": 0})
+        current: list[int] = []
+        used = 0
+        for idx in chunk:
+            cost = (tokens or {}).get(idx, 0)
+            if current and (len(current) >= max_per_job or (max_tokens is not None and used + cost > max_tokens)):
+                parts.append(_part(project, projects[project], current, used))
+                current, used = [], 0
+            current.append(idx)
+            used += cost
+        if current:
+            parts.append(_part(project, projects[project], current, used))
     return parts
+
+
+def _part(project: str, keys: list[str], indices: list[int], tokens: int) -> dict[str, Any]:
+    return {"project": project, "keys": keys, "indices": indices, "attempts": 0, "tokens": tokens}
 
 
 def submit(processor: Any, jobs: list[dict[str, Any]], options: dict[str, Any], *, model: str | None = None) -> str:
@@ -77,7 +99,11 @@ def submit(processor: Any, jobs: list[dict[str, Any]], options: dict[str, Any], 
     projects: dict[str, list[str]] = {}
     for key_id in manager.key_ids:
         projects.setdefault(manager.projects.get(key_id) or key_id, []).append(key_id)
-    parts = plan_parts(batch_idx, projects, int(options["max_requests_per_job"]))
+    model = model or processor.model_name
+    budget = int(options.get("enqueued_tokens") or batch_enqueued_tokens(model))
+    options = {**options, "enqueued_tokens": budget}
+    tokens = {i: estimate_job_tokens(jobs[i]) for i in batch_idx}
+    parts = plan_parts(batch_idx, projects, int(options["max_requests_per_job"]), tokens, budget)
     sync_group = None
     sync_ids: list[str] = []
     if sync_idx:
@@ -86,7 +112,7 @@ def submit(processor: Any, jobs: list[dict[str, Any]], options: dict[str, Any], 
         res = publish_group(processor._task(), [jobs[i] for i in sync_idx],
                             [describe_job(jobs[i]) for i in sync_idx], queue=processor.queue)
         sync_group, sync_ids = res.id, [r.id for r in res.results]
-    meta = {"model": model or processor.model_name, "pool": manager.spec(), "total": len(jobs),
+    meta = {"model": model, "pool": manager.spec(), "total": len(jobs),
             "jobs": {str(i): jobs[i] for i in batch_idx}, "batch_indices": batch_idx, "sync_indices": sync_idx,
             "sync_group": sync_group, "sync_task_ids": sync_ids, "created": time.time(),
             "metadata": [j.get("metadata") or {} for j in jobs], **options}

@@ -25,7 +25,10 @@ fault rules with `"endpoint": "batch_request"`).  Inline jobs answer in
 
 Limits (real values as defaults): inline request body `batch_max_inline_mb` (20 MB), input file
 `batch_max_file_mb` (2 GB), unfinished jobs per project `batch_max_jobs` (100; over it: 429
-RESOURCE_EXHAUSTED), requests per job `batch_max_requests` (no limit).  Batch requests do not
+RESOURCE_EXHAUSTED), requests per job `batch_max_requests` (no limit), and enqueued tokens: the input
+tokens of a project's unfinished jobs of one model may not exceed `batch_enqueued_tokens[model]` (Tier 1
+figures of the rate-limits page); a create that would go over is refused with 429 RESOURCE_EXHAUSTED and
+the generic quota message (what clients report for batch creates; Google documents no specific error).  Batch requests do not
 count against the per-minute generateContent quotas.
 """
 
@@ -82,6 +85,7 @@ class BatchJob:
     ok_count: int = 0
     failed_count: int = 0
     stats: dict[str, int] = field(default_factory=dict)
+    tokens: int = 0  # input tokens of its requests (what counts against the enqueued-token limit)
 
     @property
     def name(self) -> str:
@@ -152,6 +156,7 @@ class BatchStore:
                 "requests": len(j.items),
                 "inline": j.inline,
                 "display_name": j.display_name,
+                "tokens": j.tokens,
             }
             for j in self.jobs.values()
         ]
@@ -293,6 +298,68 @@ def _answer(emu: Emulator, job: BatchJob, item: Item) -> dict[str, Any]:
     }
 
 
+# ---- enqueued tokens ---------------------------------------------------------------------------
+
+ENQUEUED_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more information on "
+    "this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits."
+)
+HELP_DETAIL = {
+    "@type": "type.googleapis.com/google.rpc.Help",
+    "links": [{"description": "Learn more about Gemini API quotas", "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}],
+}
+
+
+def _enqueued_limit(table: dict[str, int | None], model: str) -> int | None:
+    best = max((p for p in table if model.startswith(p)), key=len, default=None)
+    return None if best is None else table[best]
+
+
+def _job_tokens(emu: Emulator, items: list[Item], host: str, project: str, now: float) -> int:
+    """Input tokens of a job's requests, counted as generateContent counts a prompt."""
+    store = emu.files
+
+    def file_size(fid: str) -> int | None:
+        f = store.get(fid, now)
+        return f.size if f is not None and f.project == project else None
+
+    total = 0
+    for item in items:
+        if isinstance(item.request, dict):
+            try:
+                total += summarize(item.request.get("contents"), host, file_size, 0).prompt_tokens
+            except wire.ApiError:
+                continue  # answered with an inner error later
+    return total
+
+
+def _check_limits(emu: Emulator, project: str, model: str, items: list[Item], host: str, entry: dict[str, Any],
+                  now: float) -> int:
+    """429 when the project already runs `batch_max_jobs` jobs or the new job's input tokens would take its
+    enqueued tokens for `model` over the limit; returns the new job's tokens."""
+    cfg = emu.config
+    for job in emu.batches.jobs.values():
+        if job.project == project:
+            advance_job(emu, job, now)
+    running = sum(1 for j in emu.batches.jobs.values() if j.project == project and j.state not in TERMINAL)
+    if running >= cfg["batch_max_jobs"]:
+        raise wire.ApiError(
+            429,
+            f"Too many concurrent batch jobs: the limit is {cfg['batch_max_jobs']} per project. "
+            "Wait for a job to finish, then retry.",
+        )
+    tokens = _job_tokens(emu, items, host, project, now)
+    entry["batch_tokens"] = tokens
+    limit = _enqueued_limit(cfg["batch_enqueued_tokens"], model)
+    if limit is not None:
+        enqueued = sum(j.tokens for j in emu.batches.jobs.values()
+                       if j.project == project and j.model == model and j.state not in TERMINAL)
+        entry["enqueued_tokens"] = enqueued
+        if enqueued + tokens > limit:
+            raise wire.ApiError(429, ENQUEUED_MESSAGE, "RESOURCE_EXHAUSTED", [HELP_DETAIL])
+    return tokens
+
+
 # ---- handlers ----------------------------------------------------------------------------------
 
 
@@ -396,16 +463,7 @@ async def create(
     if max_requests is not None and len(items) > max_requests:
         raise wire.ApiError(400, f"A batch may hold at most {int(max_requests)} requests; got {len(items)}.")
     now = time.time()
-    for job in emu.batches.jobs.values():
-        if job.project == ident.project:
-            advance_job(emu, job, now)
-    running = sum(1 for j in emu.batches.jobs.values() if j.project == ident.project and j.state not in TERMINAL)
-    if running >= cfg["batch_max_jobs"]:
-        raise wire.ApiError(
-            429,
-            f"Too many concurrent batch jobs: the limit is {cfg['batch_max_jobs']} per project. "
-            "Wait for a job to finish, then retry.",
-        )
+    tokens = _check_limits(emu, ident.project, model, items, request.host, entry, now)
     planned = "SUCCEEDED"
     if cfg["batch_end_states"]:
         planned = cfg["batch_end_states"].pop(0)
@@ -422,6 +480,7 @@ async def create(
         base=f"{request.scheme}://{request.host}{prefix}/{version}",
         planned_end=planned,
         updated=now,
+        tokens=tokens,
     )
     emu.batches.add(job)
     entry["batch"] = job.name

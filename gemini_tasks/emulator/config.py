@@ -54,6 +54,17 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "batch_max_file_mb": 2048,  # JSONL input file limit (real: 2 GB)
     "batch_max_jobs": 100,  # concurrent (unfinished) jobs per project (real: 100)
     "batch_max_requests": None,  # requests per job; None = no limit
+    # input tokens a project may hold in unfinished jobs of one model (model prefix -> tokens, None = no limit;
+    # longest prefix wins): the Tier 1 "Batch enqueued tokens" of ai.google.dev/gemini-api/docs/rate-limits
+    # (read 2026-11-29); over it batches.create answers 429 RESOURCE_EXHAUSTED and no job is made
+    "batch_enqueued_tokens": {
+        "gemini-3-pro": 50_000_000,
+        "gemini-3-flash": 3_000_000,
+        "gemini-2.5-pro": 5_000_000,
+        "gemini-2.5-flash": 3_000_000,
+        "gemini-2.5-flash-lite": 10_000_000,
+        "gemini-2.0-flash": 10_000_000,
+    },
     "batch_end_states": [],  # the next jobs created end in these states, in order (FAILED, EXPIRED, ...)
 }
 
@@ -145,6 +156,10 @@ def validate(fields: dict[str, Any]) -> dict[str, Any]:  # noqa: C901 - over the
                 value = None if value is None else float(value)
             elif name in _INT_FIELDS:
                 value = int(value)
+            elif name == "batch_enqueued_tokens":
+                if not isinstance(value, dict):
+                    raise ConfigError("batch_enqueued_tokens must be {model prefix: tokens or null}")
+                value = {str(k).removeprefix("models/"): (None if v is None else int(v)) for k, v in value.items()}
             elif name == "day_retry_delay":
                 parse_duration(value)
             elif name == "file_fail_names":

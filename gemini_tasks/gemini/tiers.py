@@ -61,3 +61,29 @@ def is_shed(tier: str, code: int | None, quota_id: str | None = None, quota_kind
     if code == 503:
         return True
     return code == 429 and quota_id is None and quota_kind in (None, "unknown")
+
+
+#: Batch API "enqueued tokens per model": the most input tokens a project may have in unfinished batch jobs
+#: of one model, summed over its jobs. Tier 1 (the lowest paid tier, so safe for every paid project) values
+#: of https://ai.google.dev/gemini-api/docs/rate-limits ("Batch API rate limits", table "Batch enqueued
+#: tokens"), read 2026-11-29; higher tiers allow 100x more. Models the page lists without a figure (TTS,
+#: image) use :data:`DEFAULT_BATCH_ENQUEUED_TOKENS`. Longest matching prefix wins.
+BATCH_ENQUEUED_TOKENS: dict[str, int] = {
+    "gemini-3-pro": 50_000_000,
+    "gemini-3-flash": 3_000_000,
+    "gemini-2.5-pro": 5_000_000,
+    "gemini-2.5-flash": 3_000_000,
+    "gemini-2.5-flash-lite": 10_000_000,
+    "gemini-2.0-flash": 10_000_000,
+    "gemini-2.0-flash-lite": 10_000_000,
+}
+DEFAULT_BATCH_ENQUEUED_TOKENS = 3_000_000
+
+
+def batch_enqueued_tokens(model: str) -> int:
+    """The default enqueued-token budget of a project's batch jobs for ``model`` (Tier 1, see above)."""
+    bare = model.removeprefix("models/")
+    best = max((p for p in BATCH_ENQUEUED_TOKENS if bare.startswith(p)), key=len, default=None)
+    if best is None or "tts" in bare or "image" in bare:
+        return DEFAULT_BATCH_ENQUEUED_TOKENS
+    return BATCH_ENQUEUED_TOKENS[best]

@@ -9,7 +9,9 @@ video frame (~1 per 500 bytes of compressed video at 1 fps).
 from __future__ import annotations
 
 import math
-from typing import Iterable
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from google.genai import types
 
@@ -39,3 +41,40 @@ def estimate_tokens(parts: Iterable[types.Part], sizes: dict[str, int] | None = 
         elif part.file_data is not None:
             total += media_tokens(part.file_data.mime_type, (sizes or {}).get(part.file_data.file_uri or ""))
     return max(1, total)
+
+
+def estimate_job_tokens(job: Mapping[str, Any]) -> int:
+    """Input tokens of a queued job (its wire form, before media are uploaded): text at 4 characters a token,
+    inline bytes at their size, a local path at its size when readable here, else :data:`UNKNOWN_FILE_TOKENS`;
+    an image 258. Used to keep a Batch API job under the project's enqueued-token budget."""
+    if job.get("kind") == "speech":
+        return max(1, math.ceil(len(str((job.get("speech") or {}).get("prompt") or "")) / CHARS_PER_TOKEN))
+    req = job.get("request") or {}
+    total = 0
+    prompt = req.get("prompt")
+    texts = prompt if isinstance(prompt, list) else [prompt]
+    total += sum(math.ceil(len(t) / CHARS_PER_TOKEN) for t in texts if isinstance(t, str))
+    for kind in ("image", "audio", "video"):
+        mime = f"{kind}/" if kind == "image" else None
+        for field, size_of in ((f"{kind}_bytes", _b64_size), (f"{kind}_path", _path_size), (f"{kind}_url", _no_size)):
+            values = req.get(field)
+            for value in values if isinstance(values, list) else ([values] if values else []):
+                total += media_tokens(mime, size_of(value))
+    return max(1, total)
+
+
+def _b64_size(value: Any) -> int | None:
+    if isinstance(value, Mapping):  # the wire form of bytes: {"__b64__": "..."}
+        value = next(iter(value.values()), None)
+    return len(value) * 3 // 4 if isinstance(value, str) else None
+
+
+def _path_size(value: Any) -> int | None:
+    try:
+        return os.path.getsize(str(value))
+    except OSError:
+        return None
+
+
+def _no_size(_value: Any) -> int | None:
+    return None

@@ -322,6 +322,14 @@ def step(group_id: str, n: int, requeue: Requeue) -> dict[str, Any]:  # noqa: C9
 def _create(record: TierBatchRecord, n: int, part: dict[str, Any], meta: dict[str, Any],
             jobs: dict[int, dict[str, Any]], client: Any, pool: Any, key_id: str, requeue: Requeue) -> dict[str, Any]:
     poll = float(meta.get("poll_interval", 30.0))
+    budget = int(meta.get("enqueued_tokens") or 0)
+    mine = int(part.get("tokens") or 0)
+    if budget and mine > budget:  # only a single prompt can be over it (plan_parts): the API would never take it
+        return _close_part(record, n, part, jobs, f"Persistent API error: this prompt is estimated at {mine} input "
+                           f"tokens, over the Batch API's enqueued-token budget of {budget} for {meta['model']} "
+                           "(batch_options['enqueued_tokens'])", PERSISTENT)
+    if budget and mine + _enqueued_elsewhere(record, meta, n, part["project"]) > budget:
+        requeue(poll)  # the project's other jobs of this batch hold the budget: create once one has ended
     if not record.claim_create(n, 600):
         requeue(poll)  # another copy of this step is creating the job right now
     try:
@@ -343,6 +351,22 @@ def _create(record: TierBatchRecord, n: int, part: dict[str, Any], meta: dict[st
         record.release_create(n)
     requeue(poll)
     raise AssertionError("unreachable")  # requeue never returns
+
+
+def _enqueued_elsewhere(record: TierBatchRecord, meta: dict[str, Any], n: int, project: str) -> int:
+    """Estimated tokens this batch's other parts in ``project`` hold of its budget: every unfinished earlier
+    part (made or about to be made: parts are created in order, so two steps running at once never both
+    take the budget) and every later part whose job exists."""
+    total = 0
+    for k in range(int(meta.get("parts", 0))):
+        if k == n:
+            continue
+        other = record.part(k)
+        if other.get("project") != project or other.get("state") == DONE:
+            continue
+        if k < n or other.get("job"):
+            total += int(other.get("tokens") or 0)
+    return total
 
 
 def _on_error(record: TierBatchRecord, n: int, part: dict[str, Any], jobs: dict[int, dict[str, Any]],

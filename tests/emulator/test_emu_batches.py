@@ -154,6 +154,25 @@ def test_limits_jobs_per_project_inline_size_and_request_count(make_client, ctl)
     assert ei.value.code == 400
 
 
+def test_enqueued_token_limit_per_project_and_model(make_client, ctl):
+    """Unfinished jobs of one model may hold at most batch_enqueued_tokens input tokens per project; a create
+    over it is 429 RESOURCE_EXHAUSTED (no job made); once a job ends its tokens are free again."""
+    ctl.configure(keys=KEYS, batch_pending_seconds=0.2, batch_run_seconds=0.3,
+                  batch_enqueued_tokens={MODEL: 100})
+    a, b = make_client("key-a1"), make_client("key-b")
+    first = a.batches.create(model=MODEL, src=_inline(["x" * 200, "y" * 200]))  # 50 + 50 tokens
+    assert ctl.batches()[-1]["tokens"] == 100
+    with pytest.raises(errors.ClientError) as ei:
+        a.batches.create(model=MODEL, src=_inline(["z" * 8]))
+    assert ei.value.code == 429 and ei.value.status == "RESOURCE_EXHAUSTED" and "quota" in ei.value.message
+    assert len(ctl.batches()) == 1
+    b.batches.create(model=MODEL, src=_inline(["z" * 8]))  # another project has its own budget
+    with pytest.raises(errors.ClientError):
+        b.batches.create(model=MODEL, src=_inline(["w" * 400]))  # a job alone over the limit
+    assert _wait_done(a, first.name).state.name == "JOB_STATE_SUCCEEDED"
+    a.batches.create(model=MODEL, src=_inline(["z" * 8]))  # the ended job's tokens are free again
+
+
 def test_scripted_failed_and_expired_ends(client, ctl):
     ctl.configure(batch_end_states=["FAILED", "EXPIRED"])
     j1 = client.batches.create(model=MODEL, src=_inline(["a"]))

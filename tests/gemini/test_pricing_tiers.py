@@ -103,3 +103,25 @@ def test_plan_parts_one_slice_per_project_cut_to_the_job_limit():
     assert check_options({"poll_interval": 1})["max_resubmits"] == 2
     with pytest.raises(ValueError, match="unknown option"):
         check_options({"pol_interval": 1})
+
+
+def test_plan_parts_cuts_by_estimated_enqueued_tokens_and_defaults_follow_the_rate_limits_page():
+    from gemini_tasks.client.batch_api import check_options, plan_parts
+    from gemini_tasks.gemini.tiers import batch_enqueued_tokens
+    from gemini_tasks.gemini.tokens import estimate_job_tokens
+
+    tokens = {0: 40, 1: 40, 2: 40, 3: 90, 4: 10, 5: 200}
+    parts = plan_parts(list(range(6)), {"p": ["K"]}, max_per_job=100, tokens=tokens, max_tokens=100)
+    assert [p["indices"] for p in parts] == [[0, 1], [2], [3, 4], [5]]  # contiguous, input order kept
+    assert [p["tokens"] for p in parts] == [80, 40, 100, 200]  # a prompt over the budget alone in its part
+    # Tier 1 "Batch enqueued tokens" of ai.google.dev/gemini-api/docs/rate-limits (read 2026-11-29)
+    assert batch_enqueued_tokens("gemini-2.5-flash") == 3_000_000
+    assert batch_enqueued_tokens("models/gemini-2.5-flash-lite") == 10_000_000
+    assert batch_enqueued_tokens("gemini-2.5-pro") == 5_000_000
+    assert batch_enqueued_tokens("gemini-2.5-flash-preview-tts") == 3_000_000  # no figure published
+    assert check_options({})["enqueued_tokens"] is None and check_options({"enqueued_tokens": 5})["enqueued_tokens"] == 5
+    with pytest.raises(ValueError, match="enqueued_tokens"):
+        check_options({"enqueued_tokens": 0})
+    assert estimate_job_tokens({"request": {"prompt": "x" * 400}}) == 100
+    assert estimate_job_tokens({"request": {"prompt": "hi", "image_bytes": {"__b64__": "AAAA"}}}) == 1 + 258
+    assert estimate_job_tokens({"kind": "speech", "speech": {"prompt": "y" * 41}}) == 11

@@ -298,3 +298,31 @@ def test_tts_through_the_batch_api_gives_the_sync_paths_audio_in_input_order(wor
     again = asyncio.run(tts.agenerate_speech("B9 async line", voice="Kore"))
     assert again and len(emu.batches()) > len(jobs) + 1
     assert len([e for e in emu.log() if e.get("endpoint") == "generateContent"]) == 1
+
+
+def test_a_large_batch_is_split_under_the_enqueued_token_budget_answers_in_order(make, emu_projects):
+    """Each project may hold only so many input tokens in unfinished jobs of a model (the rate-limits page's
+    "Batch enqueued tokens"); the emulator refuses a create over it. The parts are cut by estimated tokens and
+    a project's next job is created when its earlier ones have ended: several jobs, none refused."""
+    emu = emu_projects
+    emu.configure(batch_enqueued_tokens={"gemini-2.5-flash": 300})
+    proc = make(batch_options={**FAST, "enqueued_tokens": 300})
+    prompts = [{"prompt": f"B10 prompt {i:02d} " + "x" * 180, "metadata": {"i": i}} for i in range(24)]  # 50 tokens
+    results = proc.process_prompts(prompts, timeout=120)
+    assert [m["i"] for m, _, _ in results] == list(range(24))
+    assert all(err is None and f"B10 prompt {i:02d}" in text for i, (_, text, err) in enumerate(results))
+    jobs = emu.batches()
+    assert len(jobs) >= 4 and {b["state"] for b in jobs} == {"SUCCEEDED"}
+    assert all(b["tokens"] <= 300 for b in jobs) and sum(b["requests"] for b in jobs) == 24
+    creates = [e for e in emu.log() if e.get("endpoint") == "batches.create"]
+    assert len(creates) == len(jobs) and all(e["status"] == 200 for e in creates)  # gated, never refused
+    for project in ("proj-1", "proj-2"):  # a project's jobs ran one after another within its budget
+        enq = [e.get("enqueued_tokens", 0) + e["batch_tokens"] for e in creates if e["project"] == project]
+        assert enq and max(enq) <= 300
+
+
+def test_a_prompt_over_the_enqueued_token_budget_ends_with_a_clear_error(make, emu_projects):
+    proc = make(batch_options={**FAST, "enqueued_tokens": 100})
+    results = proc.process_prompts([{"prompt": "B11 small"}, {"prompt": "B11 " + "y" * 800}], timeout=60)
+    assert results[0][2] is None and "B11 small" in results[0][1]
+    assert results[1][1] is None and "enqueued-token budget of 100" in results[1][2]
