@@ -26,10 +26,11 @@ ACTIONS = frozenset(
         "stream_error",
         "file_failed",
         "shed",
+        "downgrade",
     }
 )
 # Actions that only make sense for a generateContent-style answer.
-GENERATE_ONLY = frozenset({"blocked", "safety_finish", "empty", "stream_error", "malformed", "shed"})
+GENERATE_ONLY = frozenset({"blocked", "safety_finish", "empty", "stream_error", "malformed", "shed", "downgrade"})
 GENERATE_ENDPOINTS = frozenset({"generateContent", "streamGenerateContent"})
 
 _MATCHERS = (

@@ -76,7 +76,7 @@ async def handle(  # noqa: C901 - over the limit before it was set; split when n
     facts.service_tier = tier
     rule = await emu.apply_faults(request, facts, entry)
     if method != "countTokens":
-        rule = await tiers.apply(emu, tier, rule, entry)
+        rule, tier = await tiers.apply(emu, tier, rule, entry)
 
     # ---- validation
     modalities = [str(m).upper() for m in gen.get("response_modalities") or ()]
@@ -112,7 +112,7 @@ async def handle(  # noqa: C901 - over the limit before it was set; split when n
     if rule is not None:
         return await _faulted(emu, request, rule, model, rid, summary, stream)
     if audio:
-        return await _speech(emu, request, entry, model, rid, summary, voices, stream)
+        return await _speech(emu, request, entry, model, rid, summary, voices, stream, tier)
     if images.wants_image(model, modalities):
         body = images.answer(entry, model, rid, summary, gen, _usage)
         return await _sse(request, [body]) if stream else json_response(body)
@@ -218,6 +218,7 @@ async def _speech(
     summary: Summary,
     voices: list[str],
     stream: bool,
+    tier: str = "standard",
 ) -> web.StreamResponse:
     cfg = emu.config
     chars = sum(len(t) for t in summary.texts)
@@ -226,6 +227,7 @@ async def _speech(
     entry["audio_seconds"] = seconds
     entry["voices"] = voices
     usage = _usage(summary, tts.audio_tokens(seconds), "AUDIO")
+    usage["serviceTier"] = tier
     if stream:
         # Streaming TTS sends raw PCM in ~1 s pieces; the last chunk carries finishReason/usage.
         rate = tts.DEFAULT_RATE

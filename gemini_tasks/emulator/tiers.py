@@ -11,9 +11,13 @@ overloaded Gemini API does: 503 UNAVAILABLE with the overloaded-model message (d
 `flex_shed_status`), or 429 RESOURCE_EXHAUSTED naming no quota (no QuotaFailure detail, ErrorInfo
 reason MODEL_CAPACITY_EXHAUSTED).  Shedding happens before any work and does not count against the
 quota.  It is scripted with `flex_shed_probability` (seeded) or a fault rule
-`{"action": "shed", "service_tier": "flex", "times": N, "status": 429|503}`.  Flex requests also wait
-`flex_latency_seconds` (+ uniform jitter up to `flex_latency_jitter_seconds`) on top of the
-global latency: real Flex answers take minutes, scale that down in tests.
+`{"action": "shed", "service_tier": "flex", "times": N, "status": 429|503}`.  A fault rule
+`{"action": "downgrade", "service_tier": "priority"}` serves the request at standard tier and
+reports `standard` in its usage, as the API does when a project exceeds its dynamic Priority
+limits (https://ai.google.dev/gemini-api/docs/optimization: requests are "downgraded to standard
+processing rather than failing").  Flex requests also wait `flex_latency_seconds` (+ uniform
+jitter up to `flex_latency_jitter_seconds`) on top of the global latency: real Flex answers take
+minutes, scale that down in tests.
 """
 
 from __future__ import annotations
@@ -68,9 +72,13 @@ def shed_error(status: int = 503) -> wire.ApiError:
     return wire.ApiError(503, SHED_MESSAGE, "UNAVAILABLE")
 
 
-async def apply(emu: Emulator, tier: str, rule: Rule | None, entry: dict[str, Any]) -> Rule | None:
-    """Shed (raise 503) or delay a Flex request; returns the fault rule still to act on."""
+async def apply(emu: Emulator, tier: str, rule: Rule | None, entry: dict[str, Any]) -> tuple[Rule | None, str]:
+    """Shed (raise) or delay a Flex request, or serve it at another tier; returns the fault rule still to act
+    on and the tier that serves the request."""
     cfg = emu.config
+    if rule is not None and rule.action == "downgrade":
+        entry["served_tier"] = "standard"
+        return None, "standard"
     shed = rule is not None and rule.action == "shed"
     if tier == "flex" and not shed:
         p = cfg["flex_shed_probability"]
@@ -87,4 +95,4 @@ async def apply(emu: Emulator, tier: str, rule: Rule | None, entry: dict[str, An
             delay += emu.rng.uniform(0.0, jitter)
         if delay > 0:
             await asyncio.sleep(delay)
-    return rule
+    return rule, tier

@@ -87,7 +87,8 @@ class Pricing(Protocol):
 
 
 def record_tier_usage(pool: Any, *, model: str, tier: str, usage: Mapping[str, Any] | None, pricing: Pricing,
-                      fallback: bool = False, pipe: Any = None) -> None:
+                      fallback: bool = False, pipe: Any = None, requested: str | None = None,
+                      reported: str | None = None) -> None:
     """Count one answered request's tokens (by kind) and estimated cost by tier: one round trip, never raises.
 
     ``pricing`` turns the usage into tokens by kind and a cost (the worker passes :mod:`gemini_tasks.gemini.pricing`,
@@ -107,6 +108,8 @@ def record_tier_usage(pool: Any, *, model: str, tier: str, usage: Mapping[str, A
             pipe.hincrbyfloat(key, f"tier_cost|{tier}|{model}", round(cost, 12))
         if fallback:
             pipe.hincrby(key, f"flex_fallbacks|{model}", 1)
+        if requested is not None:
+            pipe.hincrby(key, f"tier_reported|{requested}|{reported or 'none'}|{model}", 1)
         if own:
             pipe.execute()
     except Exception as exc:  # noqa: BLE001 - metrics are best effort by design

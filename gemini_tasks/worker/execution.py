@@ -368,7 +368,8 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                   "prompt_tokens": (usage or {}).get("prompt_token_count")}
         metrics = {"call": {"model": job["model"], "latency_s": latency, "usage": usage, "outcome": "success"},
                    "usage": {"model": job["model"], "tier": result.get("tier") or "standard", "usage": usage,
-                             "fallback": bool(result.get("fallback"))}}
+                             "fallback": bool(result.get("fallback")), "requested": result.get("tier_requested"),
+                             "reported": result.get("reported_tier")}}
         if deliver is not None:  # slow delivery (an audio blob): free the key first, in its own round trip
             settle.best_effort("reporting the success to the key manager",
                                functools.partial(_finish, pool, report, metrics, None), task_id=ctx.task_id)
@@ -442,9 +443,9 @@ def execute_generate(job: dict[str, Any], ctx: JobContext,
         call_cfg = tier_calls.call_config(config, tier_calls.current_tier(job), settings.request_timeout)
         if respond is not None:
             return {"uploads": uploaded, "uploads_reused": reused, **respond(client, contents, call_cfg)}
-        response = client.models.generate_content(model=job["model"], contents=contents, config=call_cfg)
+        response, tier_fields = tier_calls.generate(client, job, contents=contents, config=call_cfg)
         out: dict[str, Any] = {"usage": usage_dict(response), "uploads": uploaded, "uploads_reused": reused,
-                               **tier_calls.result_fields(job, response)}
+                               **tier_fields}
         if job["policy"].get("return_response"):
             out["response"] = response.model_dump(mode="json", exclude_none=True)
             out["text"] = response.text
@@ -470,8 +471,7 @@ def execute_speech(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
     def call(client: Any, lease: Lease, pool: KeyPool) -> dict[str, Any]:
         call_cfg = tier_calls.call_config(config, tier_calls.current_tier(job), settings.request_timeout)
-        response = client.models.generate_content(model=job["model"], contents=prompt, config=call_cfg)
-        tier_fields = tier_calls.result_fields(job, response)
+        response, tier_fields = tier_calls.generate(client, job, contents=prompt, config=call_cfg)
         audio, mime = extract_audio(response)
         del response  # the base64 body and its decoded copy are large; keep one copy alive
         rate, channels, width, is_wav = tts_lib.parse_audio_mime(mime)

@@ -39,9 +39,9 @@ def execute_image(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
     def call(client: Any, lease: Lease, pool: KeyPool) -> dict[str, Any]:
         call_cfg = tier_calls.call_config(config, tier_calls.current_tier(job), settings.request_timeout)
-        response = client.models.generate_content(model=job["model"], contents=contents, config=call_cfg)
+        response, tier_fields = tier_calls.generate(client, job, contents=contents, config=call_cfg)
         images = image_lib.extract_images(response)
-        return {"images": images, "usage": usage_dict(response), **tier_calls.result_fields(job, response)}
+        return {"images": images, "usage": usage_dict(response), **tier_fields}
 
     def deliver(result: dict[str, Any], lease: Lease, pool: KeyPool) -> dict[str, Any]:
         images = result.pop("images")  # paid for: storing them is retried, never the call

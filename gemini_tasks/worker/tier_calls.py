@@ -14,6 +14,7 @@ from typing import Any
 from google.genai import types
 
 from gemini_tasks.gemini import pricing
+from gemini_tasks.gemini.reported_tier import generate_reporting_tier, normalize_tier
 from gemini_tasks.gemini.tiers import WIRE_TIERS, call_timeout, is_shed
 from gemini_tasks.keys.calls import record_tier_usage
 
@@ -75,15 +76,30 @@ def on_shed(job: dict[str, Any], now: float | None = None) -> float:
     return float(backoff)
 
 
-def result_fields(job: dict[str, Any], response: Any) -> dict[str, Any]:
-    """What a result records about tiers: the tier served, the tier the API reported (when the SDK exposes
-    ``usage_metadata.service_tier``; google-genai 3.6 drops it), sheds and fallback."""
+def generate(client: Any, job: dict[str, Any], *, contents: Any,
+             config: types.GenerateContentConfig | None) -> tuple[Any, dict[str, Any]]:
+    """The call at the job's current tier: (response, :func:`result_fields`). A Flex or Priority call reads
+    the tier the API reports from the raw body (:mod:`gemini_tasks.gemini.reported_tier`); a standard call is
+    made as it always was."""
+    reported = None
+    if current_tier(job) in WIRE_TIERS:
+        response, reported = generate_reporting_tier(client, model=job["model"], contents=contents, config=config)
+    else:
+        response = client.models.generate_content(model=job["model"], contents=contents, config=config)
+    return response, result_fields(job, response, reported)
+
+
+def result_fields(job: dict[str, Any], response: Any, reported: str | None = None) -> dict[str, Any]:
+    """What a result records about tiers: ``tier`` (the one the API reported, else the one asked for; usage
+    and cost are counted at it), ``tier_requested``, ``reported_tier`` when the API reported one, sheds and
+    fallback."""
     state = job.get("state") or {}
-    usage = getattr(response, "usage_metadata", None)
-    reported = getattr(usage, "service_tier", None)
-    out: dict[str, Any] = {"tier": current_tier(job)}
+    if reported is None:  # a later SDK may keep it in the typed usage
+        reported = normalize_tier(getattr(getattr(response, "usage_metadata", None), "service_tier", None))
+    requested = current_tier(job)
+    out: dict[str, Any] = {"tier": reported or requested, "tier_requested": requested}
     if reported is not None:
-        out["reported_tier"] = getattr(reported, "value", str(reported))
+        out["reported_tier"] = reported
     if state.get("shed"):
         out["shed"] = int(state["shed"])
     if state.get("fallback"):
@@ -92,7 +108,10 @@ def result_fields(job: dict[str, Any], response: Any) -> dict[str, Any]:
 
 
 def record_usage(pool: Any, *, model: str, tier: str, usage: Mapping[str, Any] | None,
-                 fallback: bool = False, pipe: Any = None) -> None:
-    """Count one answered request's tokens and estimated cost by tier at the worker's prices
+                 fallback: bool = False, pipe: Any = None, requested: str | None = None,
+                 reported: str | None = None) -> None:
+    """Count one answered request's tokens and estimated cost by tier at the worker's prices, and which tier
+    was asked for against the one the API reported (``none``: not reported, counted at the requested one)
     (:func:`gemini_tasks.keys.calls.record_tier_usage`: one pipelined round trip, never raises)."""
-    record_tier_usage(pool, model=model, tier=tier, usage=usage, pricing=pricing, fallback=fallback, pipe=pipe)
+    record_tier_usage(pool, model=model, tier=tier, usage=usage, pricing=pricing, fallback=fallback, pipe=pipe,
+                      requested=requested, reported=reported)

@@ -84,3 +84,21 @@ def test_shed_as_429_resource_exhausted_names_no_quota(client, ctl):
     assert ei.value.code == 429
     with pytest.raises(Exception, match="429 or 503"):
         ctl.add_fault(action="shed", service_tier="flex", status=500)
+
+
+def test_the_tier_the_api_reports_is_read_from_the_raw_body_with_the_same_typed_response(client, ctl):
+    """google-genai 3.6's typed usage has no service_tier; generate_reporting_tier reads it from the raw body of
+    the same single request and builds the typed response with the SDK's own converter."""
+    from gemini_tasks.gemini.reported_tier import generate_reporting_tier
+
+    plain = client.models.generate_content(model=MODEL, contents="same", config={"service_tier": "flex"})
+    assert getattr(plain.usage_metadata, "service_tier", None) is None  # dropped by the SDK
+    n = len(ctl.log())
+    response, reported = generate_reporting_tier(
+        client, model=MODEL, contents="same", config=types.GenerateContentConfig(service_tier="flex"))
+    assert len(ctl.log()) == n + 1 and reported == "flex"
+    assert response.text == plain.text and response.usage_metadata.prompt_token_count > 0
+    ctl.add_fault(action="downgrade", service_tier="priority", times=1)
+    response, reported = generate_reporting_tier(
+        client, model=MODEL, contents="busy", config=types.GenerateContentConfig(service_tier="priority"))
+    assert reported == "standard" and response.text and ctl.log()[-1]["served_tier"] == "standard"

@@ -61,6 +61,33 @@ def test_shed_as_429_without_quota_is_retried_on_flex_and_benches_no_key(batch, 
     assert stats.get("report_rate_limited", 0) == 0 and stats.get("report_transient", 0) == 3
 
 
+def test_priority_downgraded_by_the_api_is_recorded_and_priced_as_the_reported_standard(batch, emu, pool_name):
+    """Google downgrades Priority requests over the project's dynamic limits to standard (docs/optimization);
+    the result, summary and metrics follow the tier usageMetadata.serviceTier reports, not the one asked for."""
+    from gemini_tasks.keys.redis_conn import get_redis
+    from gemini_tasks.ops.metrics import make_registry
+    from gemini_tasks.settings import get_settings
+
+    def reported(requested, served):
+        reg = make_registry([pool_name], client=get_redis(get_settings().keys_redis_url))
+        return reg.get_sample_value("gemini_tasks_tier_reported_total", {
+            "pool": pool_name, "model": "gemini-2.5-flash", "requested": requested, "reported": served}) or 0.0
+
+    before = {pair: reported(*pair) for pair in [("priority", "standard"), ("priority", "priority"),
+                                                 ("standard", "none")]}
+    proc = batch(service_tier="priority")
+    emu.add_fault(action="downgrade", service_tier="priority", prompt_contains="T9 busy")
+    prompts = [{"prompt": "T9 busy"}, {"prompt": "T9 served"}, {"prompt": "T9 std", "service_tier": "standard"}]
+    results = proc.process_prompts(prompts, timeout=60)
+    assert [r[2] for r in results] == [None, None, None]
+    assert sorted(e["service_tier"] for e in gen_calls(emu, "T9")) == ["priority", "priority", "standard"]
+    assert proc.last_summary.requests == {"standard": 2, "priority": 1}  # the downgraded one priced standard
+    assert reported("priority", "standard") == before[("priority", "standard")] + 1
+    assert reported("priority", "priority") == before[("priority", "priority")] + 1
+    # a standard call is not asked for its raw body: its tier is the requested one, and metrics say so
+    assert reported("standard", "none") == before[("standard", "none")] + 1
+
+
 def test_flex_fallback_after_sends_standard(batch, emu):
     proc = batch(service_tier="flex", flex_retry_backoff=0.2, flex_fallback_after=0.5)
     emu.add_fault(action="shed", service_tier="flex", prompt_contains="T3")  # Flex never serves it
