@@ -36,12 +36,12 @@ IN_RUN_WITH_KEY: list[tuple[str, tuple[str, ...]]] = [
     ("report + metrics + done marker (one pipeline)", ("best_effort", "_finish")),
     ("metrics write (pipelined HINCRBY)", ("record_call",)),
     ("SDK client cache lookup", ("get_client",)),
-    ("key pool / secrets lookup", ("worker_pool", "held_secrets", "_policy")),
+    ("key pool / secrets lookup", ("worker_pool", "held_secrets", "admit_policy")),
     ("done marker (GET before, SET after)", ("Redis.", "RideOutRetry", "redis/")),
 ]
 #: Stacks outside ``run_with_key``: the first category with a marker anywhere in the stack wins, in order.
 OUTSIDE: list[tuple[str, tuple[str, ...]]] = [
-    ("job decode / request build", ("execute_generate (gemini_tasks/worker/execution.py",)),
+    ("job decode / request build", ("read_job (gemini_tasks/worker/execution.py", "execute_generate (gemini_tasks/worker/execution.py")),
     ("Celery: result backend (result writes)", ("store_result", "mark_as_done", "mark_as_started",
                                                    "_store_result")),
     ("Celery: task events (received, started, succeeded)", ("send_event", "EventDispatcher",

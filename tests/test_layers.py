@@ -42,10 +42,6 @@ KNOWN_UPWARD = {
     ("gemini_tasks/celery_app.py", "gemini_tasks.worker.holding"),
     # settings checks the visibility timeout against the worker's refresh cadence: the constants belong here
     ("gemini_tasks/settings.py", "gemini_tasks.worker.holding"),
-    # clients that import the worker's task objects instead of sending by name (client/sending.py)
-    ("gemini_tasks/client/batch_api.py", "gemini_tasks.worker.batch_tasks"),
-    ("gemini_tasks/client/images.py", "gemini_tasks.worker.images"),
-    ("gemini_tasks/client/token_stream.py", "gemini_tasks.worker.token_stream"),
 }
 
 

@@ -24,6 +24,7 @@ from gemini_tasks.gemini.tiers import batch_enqueued_tokens
 from gemini_tasks.gemini.tokens import estimate_job_tokens
 from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.keys.tier_batches import GROUP_PREFIX, TierBatchRecord
+from gemini_tasks.messages import BATCH_TIER_STEP
 from gemini_tasks.settings import get_settings
 
 #: defaults of ``batch_options``: poll every 30 s (jobs take minutes to hours), parts of at most 10,000
@@ -81,6 +82,11 @@ def plan_parts(indices: list[int], projects: dict[str, list[str]], max_per_job: 
     return parts
 
 
+def _step(group_id: str, part: int) -> None:
+    """Publish a step of one part (the fleet's ``gemini_tasks.batch_tier_step``, sent by name)."""
+    app.send_task(BATCH_TIER_STEP, args=[group_id, part], queue="batch")
+
+
 def _part(project: str, keys: list[str], indices: list[int], tokens: int) -> dict[str, Any]:
     return {"project": project, "keys": keys, "indices": indices, "attempts": 0, "tokens": tokens}
 
@@ -118,10 +124,8 @@ def submit(processor: Any, jobs: list[dict[str, Any]], options: dict[str, Any], 
             "metadata": [j.get("metadata") or {} for j in jobs], **options}
     record = _record(group_id)
     record.create(meta, parts)
-    from gemini_tasks.worker.batch_tasks import batch_tier_step
-
     for n in range(len(parts)):
-        batch_tier_step.apply_async(args=[group_id, n], queue="batch")
+        _step(group_id, n)
     return group_id
 
 
@@ -222,7 +226,6 @@ def cancel(group_id: str) -> None:
         raise LookupError(f"batch {group_id} is unknown or its results expired")
     record.cancel()
     from gemini_tasks.keys.pool import KeyPool
-    from gemini_tasks.worker.batch_tasks import batch_tier_step
 
     pool = KeyPool(get_redis(get_settings().keys_redis_url), meta["pool"]["pool"])
     for tid in meta.get("sync_task_ids") or []:
@@ -232,4 +235,4 @@ def cancel(group_id: str) -> None:
         if res is not None:
             res.revoke()
     for n in range(int(meta["parts"])):
-        batch_tier_step.apply_async(args=[group_id, n], queue="batch")
+        _step(group_id, n)

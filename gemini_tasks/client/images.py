@@ -21,9 +21,10 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from google.genai import types
 
 from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model
+from gemini_tasks.client.sending import task_ref
 from gemini_tasks.gemini import images as image_lib
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
-from gemini_tasks.messages import blobs
+from gemini_tasks.messages import ImageSpec, Job, PoolSpec, blobs
 
 log = logging.getLogger("gemini_tasks.client.images")
 
@@ -85,22 +86,20 @@ class GeminiImageGenerator:
             raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
         return prompt
 
-    def _job(self, spec: dict[str, Any]) -> dict[str, Any]:
+    def _job(self, spec: ImageSpec) -> Job:
         from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE
 
-        return {"v": 1, "kind": "image", "model": self.model_name, "pool": self.key_manager.spec(),
-                "policy": self.policy.to_job(), "image": spec, "metadata": {},
-                "deadline": time.time() + self.timeout + STREAM_DEADLINE_GRACE}
+        return Job(kind="image", model=self.model_name, pool=PoolSpec.from_wire(self.key_manager.spec()),
+                   policy=self.policy, image=spec, deadline=time.time() + self.timeout + STREAM_DEADLINE_GRACE)
 
-    def _run(self, spec: dict[str, Any], output_file: str | None) -> types.Image | None:
+    def _run(self, spec: ImageSpec, output_file: str | None) -> types.Image | None:
         from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE, release_pending, to_result_tuple
-        from gemini_tasks.worker.images import image_interactive
 
         pool = self.key_manager.pool
         job = self._job(spec)
-        res = image_interactive.apply_async(args=[job], queue="interactive",
-                                            expires=self.timeout + STREAM_DEADLINE_GRACE,
-                                            argsrepr=f"image model={self.model_name} prompt={spec['prompt'][:80]!r}")
+        res = task_ref("image", "interactive").apply_async(args=[job.to_wire()], queue="interactive",
+                                                           expires=self.timeout + STREAM_DEADLINE_GRACE,
+                                                           argsrepr=job.describe())
         try:
             value = res.get(timeout=self.timeout, propagate=False, interval=0.05)
         except CeleryTimeoutError:
@@ -110,8 +109,8 @@ class GeminiImageGenerator:
             self.last_error = f"Image generation timed out after {self.timeout} seconds"
             return None
         finally:
-            if spec.get("input_ref"):
-                pool.client.delete(blobs.blob_key(pool.prefix, spec["input_ref"]))
+            if spec.input_ref:
+                pool.client.delete(blobs.blob_key(pool.prefix, spec.input_ref))
         res.forget()
         _meta, _none, error = to_result_tuple(value)
         if error is not None or not isinstance(value, dict):
@@ -132,8 +131,7 @@ class GeminiImageGenerator:
         """An image from a text prompt; ``aspect_ratio`` ("1:1", "16:9", ...) and ``image_size`` ("1K", "2K",
         "4K") default to the model's own."""
         image_lib.check_options(aspect_ratio, image_size)
-        spec = {"prompt": self._check_prompt(prompt), "aspect_ratio": aspect_ratio, "image_size": image_size}
-        return self._run(spec, output_file)
+        return self._run(ImageSpec(self._check_prompt(prompt), aspect_ratio, image_size), output_file)
 
     def edit_image(self, prompt: str, input_image: Any, output_file: str | None = None,
                    aspect_ratio: str | None = None, image_size: str | None = None) -> types.Image | None:
@@ -143,6 +141,4 @@ class GeminiImageGenerator:
         data, mime = _input_bytes(input_image)
         pool = self.key_manager.pool
         ref = blobs.put(pool.client, pool.prefix, data)
-        spec = {"prompt": prompt, "aspect_ratio": aspect_ratio, "image_size": image_size, "input_ref": ref,
-                "input_mime": mime}
-        return self._run(spec, output_file)
+        return self._run(ImageSpec(prompt, aspect_ratio, image_size, input_ref=ref, input_mime=mime), output_file)

@@ -69,12 +69,12 @@ class _StreamBase:
 
     def _publish(self) -> None:
         from gemini_tasks.client.jobs import describe_job
-        from gemini_tasks.worker.token_stream import generate_stream
+        from gemini_tasks.client.sending import task_ref
 
         grace = _grace()
-        generate_stream.apply_async(args=[self.job], task_id=self.task_id, queue="interactive",
-                                    expires=(self.timeout or UNBOUNDED_STREAM_SECONDS) + grace,
-                                    argsrepr="stream " + describe_job(self.job))
+        task_ref("stream", "interactive").apply_async(
+            args=[self.job], task_id=self.task_id, queue="interactive", ignore_result=True,
+            expires=(self.timeout or UNBOUNDED_STREAM_SECONDS) + grace, argsrepr="stream " + describe_job(self.job))
         self.published = True
         self.deadline = None if self.timeout is None else time.monotonic() + self.timeout
 

@@ -8,7 +8,8 @@ queued by an older client) reads as its default, and the worker never re-applies
      "pool": {"pool": str, "keys": [key ids], "rate_window": seconds},
      "policy": {"processor_id", "max_workers", "worker_cooldown", "api_call_interval", "spacing_scope",
                 "retries", "max_wait", "return_response", "strip", "flex_fallback_after", "shed_backoff"},
-     "request": prompt_data in wire form (generate) | "speech": {"prompt", "voice" | "speakers"} (speech),
+     "request": prompt_data in wire form (generate) | "speech": {"prompt", "voice" | "speakers"} (speech)
+       | "image": {"prompt", "aspect_ratio", "image_size"[, "input_ref", "input_mime"]} (image),
      "metadata": {...}, "deadline": epoch seconds | None, "tier": service tier,
      "state": {"first_seen", "errors", "rate_limited", "shed", "flex_since", "tier_now", "fallback"}}
      # "state" is written by the worker when it re-queues a job
@@ -32,12 +33,17 @@ TASK_NAMES: dict[tuple[str, str], str] = {
     ("generate", "interactive"): "gemini_tasks.generate_interactive",
     ("speech", "batch"): "gemini_tasks.speech_batch",
     ("speech", "interactive"): "gemini_tasks.speech_interactive",
+    ("image", "interactive"): "gemini_tasks.image_interactive",
+    ("stream", "interactive"): "gemini_tasks.generate_stream",
 }
+#: the task that drives one part of a batch-tier group (its arguments are a group id and a part number)
+BATCH_TIER_STEP = "gemini_tasks.batch_tier_step"
 VERSION = 1
 #: a job with a caller waiting on it (streaming, single TTS) carries ``deadline``: the caller's own deadline
 #: plus this grace, after which the worker never calls (the caller's cancel flag normally stops it first)
 DEADLINE_GRACE = 2.0
-Kind = Literal["generate", "speech"]
+Kind = Literal["generate", "speech", "image"]
+KINDS = ("generate", "speech", "image")
 
 
 def task_name(kind: str, queue: str) -> str:
@@ -158,6 +164,31 @@ class SpeechSpec:
         return self.voice or ",".join(f"{s}={v}" for s, v in self.speakers or [])
 
 
+@dataclass(frozen=True)
+class ImageSpec:
+    """An image request: the prompt, the model's options, and the image to edit as a blob reference."""
+
+    prompt: str
+    aspect_ratio: str | None = None
+    image_size: str | None = None
+    #: the image to edit, stored by the caller as a short-lived blob (:mod:`.blobs`), and its mime type
+    input_ref: str | None = None
+    input_mime: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"prompt": self.prompt, "aspect_ratio": self.aspect_ratio,
+                                "image_size": self.image_size}
+        if self.input_ref is not None:
+            wire.update(input_ref=self.input_ref, input_mime=self.input_mime)
+        return wire
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> ImageSpec:
+        return cls(prompt=str(data["prompt"]), aspect_ratio=data.get("aspect_ratio"),
+                   image_size=data.get("image_size"), input_ref=data.get("input_ref"),
+                   input_mime=data.get("input_mime"))
+
+
 @dataclass
 class JobState:
     """What a worker keeps across re-queues of one job (rate-limit waits, backoffs)."""
@@ -192,7 +223,8 @@ class JobState:
 
 @dataclass
 class Job:
-    """One request. ``request`` (generate: prompt_data in wire form) or ``speech`` (speech) is set."""
+    """One request. Its kind's payload is set: ``request`` (generate: prompt_data in wire form), ``speech`` or
+    ``image``."""
 
     kind: Kind
     model: str
@@ -200,6 +232,7 @@ class Job:
     policy: CallPolicy
     request: dict[str, Any] | None = None
     speech: SpeechSpec | None = None
+    image: ImageSpec | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     #: epoch seconds after which no call may start (streaming callers that give up); None for batches
     deadline: float | None = None
@@ -208,10 +241,12 @@ class Job:
     state: JobState = field(default_factory=JobState)
 
     def __post_init__(self) -> None:
-        if self.kind not in ("generate", "speech"):
+        if self.kind not in KINDS:
             raise ValueError(f"unknown job kind {self.kind!r}")
-        if (self.kind == "generate") != (self.request is not None) or (self.kind == "speech") != (self.speech is not None):
-            raise ValueError(f"a {self.kind} job needs {'request' if self.kind == 'generate' else 'speech'} only")
+        payloads = {"request": self.request, "speech": self.speech, "image": self.image}
+        needed = "request" if self.kind == "generate" else self.kind
+        if any((name == needed) != (value is not None) for name, value in payloads.items()):
+            raise ValueError(f"a {self.kind} job needs {needed} only")
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"v": VERSION, "kind": self.kind, "model": self.model, "pool": self.pool.to_wire(),
@@ -220,6 +255,8 @@ class Job:
             wire["request"] = self.request
         if self.speech is not None:
             wire["speech"] = self.speech.to_wire()
+        if self.image is not None:
+            wire["image"] = self.image.to_wire()
         wire["metadata"] = self.metadata
         wire["deadline"] = self.deadline
         wire["tier"] = self.tier
@@ -230,15 +267,16 @@ class Job:
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> Job:
         kind = data.get("kind")
-        if kind not in ("generate", "speech"):
+        if kind not in KINDS:
             raise ValueError(f"not a job message: kind {kind!r}")
-        speech = data.get("speech")
+        speech, image = data.get("speech"), data.get("image")
         deadline = data.get("deadline")
         return cls(
             kind=kind, model=str(data["model"]), pool=PoolSpec.from_wire(data["pool"]),
             policy=CallPolicy.from_wire(data.get("policy") or {}),
             request=data.get("request") if kind == "generate" else None,
             speech=SpeechSpec.from_wire(speech) if kind == "speech" and speech is not None else None,
+            image=ImageSpec.from_wire(image) if kind == "image" and image is not None else None,
             metadata=dict(data.get("metadata") or {}),
             deadline=None if deadline is None else float(deadline),
             tier=str(data.get("tier") or "standard"),
@@ -248,6 +286,8 @@ class Job:
     def describe(self) -> str:
         """A short, secret-free, bytes-free description for Flower's task list (argsrepr)."""
         meta = json.dumps(self.metadata or {}, default=str)[:200]
+        if self.image is not None:
+            return f"image model={self.model} prompt={self.image.prompt[:80]!r} metadata={meta}"
         if self.speech is not None:
             return (f"speech model={self.model} voice={self.speech.describe()} text={self.speech.prompt[:80]!r} "
                     f"metadata={meta}")

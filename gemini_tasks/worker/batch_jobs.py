@@ -49,8 +49,8 @@ from gemini_tasks.gemini.errors import (
 from gemini_tasks.gemini.response import extract_audio, extract_text, usage_dict
 from gemini_tasks.gemini.validation import from_wire
 from gemini_tasks.keys.redis_conn import get_redis
-from gemini_tasks.messages import blobs
 from gemini_tasks.keys.tier_batches import TierBatchRecord
+from gemini_tasks.messages import Job, blobs
 from gemini_tasks.worker.tier_calls import record_usage
 from gemini_tasks.settings import get_settings
 from gemini_tasks.worker.execution import worker_pool
@@ -75,38 +75,37 @@ def _state_name(state: Any) -> str:
     return getattr(state, "name", None) or str(state)
 
 
-def _error_result(job: dict[str, Any], message: str, kind: str) -> dict[str, Any]:
-    return {"ok": False, "error": message, "kind": kind, "tier": "batch", "metadata": job.get("metadata") or {}}
+def _error_result(job: Job, message: str, kind: str) -> dict[str, Any]:
+    return {"ok": False, "error": message, "kind": kind, "tier": "batch", "metadata": job.metadata}
 
 
-def answer_result(job: dict[str, Any], response: types.GenerateContentResponse, *, key_id: str,
+def answer_result(job: Job, response: types.GenerateContentResponse, *, key_id: str,
                   batch_job: str, store_audio: StoreAudio | None = None) -> dict[str, Any]:
     """One inner answer as the generate (or speech) task's result (text or audio reference, usage, tier),
     or an error result. A speech answer's audio goes to a blob through ``store_audio``, as the synchronous
     speech task's does, and the result carries the same fields (``audio_ref``, ``mime_type``, format)."""
-    policy = job.get("policy") or {}
-    out: dict[str, Any] = {"ok": True, "key_id": key_id, "model": job["model"], "tier": "batch",
+    out: dict[str, Any] = {"ok": True, "key_id": key_id, "model": job.model, "tier": "batch",
                            "batch_job": batch_job, "usage": usage_dict(response)}
     try:
-        if job.get("kind") == "speech":
+        if job.kind == "speech":
             if store_audio is None:
                 raise ValueError("a speech answer needs somewhere to store its audio")
             audio, mime = extract_audio(response)
             rate, channels, width, is_wav = tts_lib.parse_audio_mime(mime)
             out.update(audio_ref=store_audio(audio), mime_type=mime, bytes=len(audio), sample_rate=rate,
                        channels=channels, sample_width=width, is_wav=is_wav)
-        elif policy.get("return_response"):
+        elif job.policy.return_response:
             out["response"] = response.model_dump(mode="json", exclude_none=True)
             out["text"] = response.text
         else:
-            out["text"] = extract_text(response, strip=bool(policy.get("strip", True)))
+            out["text"] = extract_text(response, strip=job.policy.strip)
     except GeminiCallFailed as exc:
         return {**_error_result(job, error_message(exc.error), exc.error.kind), "usage": out["usage"]}
-    out["metadata"] = job.get("metadata") or {}
+    out["metadata"] = job.metadata
     return out
 
 
-def inner_error_result(job: dict[str, Any], error: Any) -> dict[str, Any]:
+def inner_error_result(job: Job, error: Any) -> dict[str, Any]:
     """An inner request's error (``{"code", "message", "status"}``) as that prompt's error result."""
     data = error if isinstance(error, dict) else (error.model_dump() if hasattr(error, "model_dump") else {})
     code = data.get("code")
@@ -119,20 +118,19 @@ def inner_error_result(job: dict[str, Any], error: Any) -> dict[str, Any]:
 # ---- building a part's requests ----------------------------------------------------------------------------
 
 
-def build_requests(jobs: dict[int, dict[str, Any]], client: Any, pool: Any, project: str
+def build_requests(jobs: dict[int, Job], client: Any, pool: Any, project: str
                    ) -> tuple[list[tuple[int, types.InlinedRequest]], dict[int, dict[str, Any]]]:
     """The part's inlined requests (index, request), and error results for prompts that cannot be sent."""
     requests: list[tuple[int, types.InlinedRequest]] = []
     failed: dict[int, dict[str, Any]] = {}
     for idx, job in sorted(jobs.items()):
-        if job.get("kind") == "speech":  # text in, audio out: the speech task's config (gemini/tts.py)
-            speech = job["speech"]
+        if job.speech is not None:  # text in, audio out: the speech task's config (gemini/tts.py)
             requests.append((idx, types.InlinedRequest(
-                contents=[types.Content(role="user", parts=[types.Part(text=speech["prompt"])])],
-                config=tts_lib.config_for(speech), metadata={"i": str(idx)})))
+                contents=[types.Content(role="user", parts=[types.Part(text=job.speech.prompt)])],
+                config=tts_lib.config_for(job.speech.to_wire()), metadata={"i": str(idx)})))
             continue
         try:
-            request = from_wire(job["request"])
+            request = from_wire(job.request or {})
             config = build_generate_config(request.get("generation_config"))
             items = media.plan_media(request)
             paths = {str(i.value) for i in items if i.source == "path"}
@@ -180,7 +178,7 @@ def create_job(client: Any, model: str, requests: list[tuple[int, types.InlinedR
     return job, "file", uploaded.name
 
 
-def read_results(client: Any, batch: types.BatchJob, jobs: dict[int, dict[str, Any]], key_id: str,
+def read_results(client: Any, batch: types.BatchJob, jobs: dict[int, Job], key_id: str,
                  store_audio: StoreAudio | None = None) -> dict[int, dict[str, Any]]:
     """Every inner answer of a SUCCEEDED job, by prompt index; a prompt with no answer gets an error."""
     out: dict[int, dict[str, Any]] = {}
@@ -233,7 +231,7 @@ def _pick_key(part: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _close_part(record: TierBatchRecord, n: int, part: dict[str, Any], jobs: dict[int, dict[str, Any]],
+def _close_part(record: TierBatchRecord, n: int, part: dict[str, Any], jobs: dict[int, Job],
                 message: str, kind: str, **fields: Any) -> dict[str, Any]:
     open_idx = [i for i in part["indices"] if i not in record.results(part["indices"])]
     record.put_results({i: _error_result(jobs[i], message, kind) for i in open_idx if i in jobs})
@@ -252,7 +250,7 @@ def step(group_id: str, n: int, requeue: Requeue) -> dict[str, Any]:  # noqa: C9
     part = record.part(n)
     if part.get("state") == DONE:
         return {"state": DONE}
-    jobs = {i: meta["jobs"][str(i)] for i in part["indices"]}
+    jobs = {i: Job.from_wire(meta["jobs"][str(i)]) for i in part["indices"]}  # decoded once, typed below
     poll = float(meta.get("poll_interval", 30.0))
     picked = _pick_key(part)
     if picked is None:
@@ -320,7 +318,7 @@ def step(group_id: str, n: int, requeue: Requeue) -> dict[str, Any]:  # noqa: C9
 
 
 def _create(record: TierBatchRecord, n: int, part: dict[str, Any], meta: dict[str, Any],
-            jobs: dict[int, dict[str, Any]], client: Any, pool: Any, key_id: str, requeue: Requeue) -> dict[str, Any]:
+            jobs: dict[int, Job], client: Any, pool: Any, key_id: str, requeue: Requeue) -> dict[str, Any]:
     poll = float(meta.get("poll_interval", 30.0))
     budget = int(meta.get("enqueued_tokens") or 0)
     mine = int(part.get("tokens") or 0)
@@ -369,7 +367,7 @@ def _enqueued_elsewhere(record: TierBatchRecord, meta: dict[str, Any], n: int, p
     return total
 
 
-def _on_error(record: TierBatchRecord, n: int, part: dict[str, Any], jobs: dict[int, dict[str, Any]],
+def _on_error(record: TierBatchRecord, n: int, part: dict[str, Any], jobs: dict[int, Job],
               err: CallError, key_id: str, poll: float, requeue: Requeue) -> dict[str, Any]:
     log.warning("batch %s part %d key %s: %s", record.group_id, n, key_id, error_message(err))
     if err.kind == INVALID_KEY:

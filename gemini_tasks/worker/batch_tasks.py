@@ -12,12 +12,11 @@ from typing import Any, NoReturn
 from celery import Task
 
 from gemini_tasks.celery_app import app
+from gemini_tasks.messages import BATCH_TIER_STEP
 from gemini_tasks.worker.batch_jobs import step
 
-TASK_NAME = "gemini_tasks.batch_tier_step"
 
-
-@app.task(bind=True, name=TASK_NAME, max_retries=None)
+@app.task(bind=True, name=BATCH_TIER_STEP, max_retries=None)
 def batch_tier_step(self: Task, group_id: str, part: int) -> dict[str, Any]:
     def requeue(countdown: float) -> NoReturn:
         from gemini_tasks.celeryconfig import MAX_COUNTDOWN

@@ -21,7 +21,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from google.genai import types
 from redis.exceptions import NoScriptError
 
-from gemini_tasks.messages import DEADLINE_GRACE, TaskFailed, blobs  # noqa: F401 - TaskFailed for callers
+from gemini_tasks.messages import DEADLINE_GRACE, Job, TaskFailed, blobs  # noqa: F401 - TaskFailed for callers
 from gemini_tasks.worker import settle
 from gemini_tasks.gemini import content as media
 from gemini_tasks.gemini import media_files
@@ -62,6 +62,11 @@ OUTCOME_OF = {RATE_LIMITED: "rate_limited", INVALID_KEY: "invalid_key", TRANSIEN
 #: a worker that cannot be admitted before its caller's deadline says so this long before it, so the caller
 #: gets the cause of the wait rather than a bare timeout
 REPLY_MARGIN = 0.5
+#: the longest wait (for a key, or a backoff) a batch job sleeps in its worker slot; a longer one re-queues it
+SLOT_SLEEP_SECONDS = 5.0
+#: full-jitter exponential backoff between tries after a transient error: base and ceiling
+ERROR_BACKOFF_SECONDS = 1.0
+ERROR_BACKOFF_MAX_SECONDS = 60.0
 
 
 @dataclass
@@ -71,7 +76,7 @@ class JobContext:
     task_id: str
     #: re-queue this job after ``countdown`` seconds (does not return); the job carries its own state.
     #: None when there is no broker to re-queue to (a task function called directly): the wait is slept
-    requeue: Callable[[dict[str, Any], float], NoReturn] | None
+    requeue: Callable[[Job, float], NoReturn] | None
     owner: str = ""
     #: seconds the done marker (a second copy of the result, read by a redelivered copy) is kept; the task
     #: layer passes the result backend's ``result_expires``, so one setting bounds both in Redis memory
@@ -93,28 +98,40 @@ def worker_pool(pool_name: str) -> KeyPool:
     return pool
 
 
-def _fail(message: str, kind: str, job: dict[str, Any], error: CallError | None = None,
+def _fail(message: str, kind: str, job: Job, error: CallError | None = None,
           key_id: str | None = None) -> NoReturn:
     """End the request with an error; ``key_id`` names the key of the failing call, when one was made."""
-    raise TaskFailed(message, {"kind": kind, "key_id": key_id, "metadata": job.get("metadata") or {},
+    raise TaskFailed(message, {"kind": kind, "key_id": key_id, "metadata": job.metadata,
                                "error": error.to_dict() if error else None})
 
 
-def _policy(job: dict[str, Any], ctx: JobContext, lease_ttl: float, tokens: int = 0) -> AdmitPolicy:
-    p = job["policy"]
-    scope = p.get("spacing_scope", "fleet")
+def read_job(wire: Any) -> Job:
+    """The job a task received, decoded once (:meth:`Job.from_wire`: a field missing from an older client's
+    message reads as the message's default, an unknown key is ignored). A message that is not a job ends the
+    request with ``bad_input``."""
+    try:
+        return Job.from_wire(wire)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        meta = wire.get("metadata") if isinstance(wire, dict) else None
+        raise TaskFailed(f"Persistent input error: not a job message ({type(exc).__name__}: {str(exc)[:200]})",
+                         {"kind": "bad_input", "key_id": None, "metadata": meta if isinstance(meta, dict) else {},
+                          "error": None}) from None
+
+
+def admit_policy(job: Job, ctx: JobContext, lease_ttl: float, tokens: int = 0) -> AdmitPolicy:
+    """The key manager's view of this job's processor settings (every one read from the typed message)."""
+    p = job.policy
     return AdmitPolicy(
-        model=job["model"],
+        model=job.model,
         owner=ctx.owner or f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}",
-        processor_id=p.get("processor_id", ""),
-        max_workers=int(p.get("max_workers") or 0),
-        worker_cooldown=float(p.get("worker_cooldown") or 0),
-        api_call_interval=float(p.get("api_call_interval") or 0),
-        spacing_scope=socket.gethostname() if scope == "host" else "fleet",
+        processor_id=p.processor_id,
+        max_workers=p.max_workers,
+        worker_cooldown=p.worker_cooldown_seconds,
+        api_call_interval=p.api_call_interval,
+        spacing_scope=socket.gethostname() if p.spacing_scope == "host" else "fleet",
         lease_ttl=lease_ttl,
-        rate_window=float(job["pool"].get("rate_window") or 60.0),
-        window_margin=p.get("window_margin"),
-        cancel_id=ctx.task_id if job.get("deadline") else "",
+        rate_window=job.pool.rate_window,
+        cancel_id=ctx.task_id if job.deadline else "",
         tokens=tokens,
     )
 
@@ -149,8 +166,7 @@ def describe_wait(wait: Wait, policy: AdmitPolicy) -> str:
     return reason
 
 
-def _admit(pool: KeyPool, secrets: dict[str, str], policy: AdmitPolicy, job: dict[str, Any], *,
-           max_sleep: float) -> Lease:
+def _admit(pool: KeyPool, secrets: dict[str, str], policy: AdmitPolicy, job: Job, *, first_seen: float) -> Lease:
     """One lease for this job, sleeping through waits in the slot while that is the better use of it.
 
     Waiting for a key is never an error and never spends a retry budget. A job with a caller waiting on it
@@ -158,9 +174,7 @@ def _admit(pool: KeyPool, secrets: dict[str, str], policy: AdmitPolicy, job: dic
     cause, only when the next admission is known to come after it. Other jobs sleep through short waits and
     re-queue (:class:`_Requeue`) for long ones; they give up only at ``max_wait_seconds`` ("exhausted").
     """
-    p = job["policy"]
-    state = job["state"]
-    deadline = job.get("deadline")
+    deadline = job.deadline
     if deadline is not None:
         answer_by = deadline - DEADLINE_GRACE - REPLY_MARGIN
         try:
@@ -172,16 +186,17 @@ def _admit(pool: KeyPool, secrets: dict[str, str], policy: AdmitPolicy, job: dic
             _fail(f"Timed out waiting for a key: the next admission is in {too_long.wait.seconds:.1f}s, after this "
                   f"request's timeout ({left:.1f}s left); cause: {describe_wait(too_long.wait, policy)}",
                   "timeout", job)
-    max_wait = float(p.get("max_wait", 3600))
+    max_wait = job.policy.max_wait_seconds
     # max_wait bounds the short waits slept in the slot too (a 429 storm of 1-second benches), not only the
     # long ones that re-queue: a wait that would end past it is handed to WaitTooLong
-    budget = max_wait - (time.time() - state["first_seen"])
+    budget = max_wait - (time.time() - first_seen)
     try:
-        return acquire(pool, secrets, policy, max_sleep=max_sleep, deadline=time.monotonic() + max(0.0, budget),
-                       sleep=stoppable_sleep, should_stop=worker_stopping)
+        return acquire(pool, secrets, policy, max_sleep=SLOT_SLEEP_SECONDS,
+                       deadline=time.monotonic() + max(0.0, budget), sleep=stoppable_sleep,
+                       should_stop=worker_stopping)
     except WaitTooLong as too_long:
         wait = too_long.wait
-        waited = time.time() - state["first_seen"]
+        waited = time.time() - first_seen
         if waited + wait.seconds > max_wait:
             _fail(f"All keys exhausted or cooling down: gave up after waiting {waited:.0f}s "
                   f"(max_wait_seconds={max_wait:g}); the next key is free in {wait.seconds:.1f}s; cause: "
@@ -214,19 +229,20 @@ def _finish(pool: KeyPool, report: dict[str, Any], metrics: dict[str, Any] | Non
         raise replies[1]
 
 
-def _log_call(level: int, ctx: JobContext, lease: Lease, job: dict[str, Any], outcome: str, latency: float,
+def _log_call(level: int, ctx: JobContext, lease: Lease, job: Job, outcome: str, latency: float,
               usage: dict[str, Any] | None, note: str) -> None:
     """The one line a call writes: task, key id, model, outcome, latency, tokens in/out (and a note)."""
     tokens = ""
     if usage:
         tokens = f" tokens={usage.get('prompt_token_count') or 0}/{usage.get('candidates_token_count') or 0}"
     log.log(level, "call task=%s key=%s model=%s outcome=%s latency=%.3fs%s%s", ctx.task_id, lease.key_id,
-            job["model"], outcome, latency, tokens, f": {note}" if note else "")
+            job.model, outcome, latency, tokens, f": {note}" if note else "")
 
 
-def _content_note(job: dict[str, Any], result: dict[str, Any]) -> str:
+def _content_note(job: Job, result: dict[str, Any]) -> str:
     """The start of the prompt and of the answer, for GEMINI_TASKS_LOG_CONTENT=1 only."""
-    prompt = (job.get("request") or {}).get("prompt") or (job.get("speech") or {}).get("prompt") or ""
+    spec = job.speech or job.image
+    prompt = (job.request or {}).get("prompt") or (spec.prompt if spec is not None else "") or ""
     answer = result.get("text")
     note = f"prompt={prompt[:200]!r}"
     if isinstance(answer, str):
@@ -234,7 +250,7 @@ def _content_note(job: dict[str, Any], result: dict[str, Any]) -> str:
     return note
 
 
-def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Lease, KeyPool], dict[str, Any]],  # noqa: C901 - over the limit before it was set; split when next changed
+def run_with_key(job: Job, ctx: JobContext, call: Callable[[Any, Lease, KeyPool], dict[str, Any]],  # noqa: C901 - over the limit before it was set; split when next changed
                  *, lease_ttl: float, tokens: int = 0,
                  deliver: Callable[[dict[str, Any], Lease, KeyPool], dict[str, Any]] | None = None) -> dict[str, Any]:
     """The admission -> call -> report loop shared by generation and speech.
@@ -243,29 +259,28 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
     ``deliver`` runs after the answer, outside that classification: a failure there never calls Gemini again.
     """
     settings = get_settings()
-    pool = worker_pool(job["pool"]["pool"])
+    pool = worker_pool(job.pool.pool)
     done_key = names.done_key(pool.prefix, ctx.task_id)
     finished = pool.client.get(done_key)
     if finished:  # a redelivered copy of a job that already succeeded: do not pay twice
         log.info("task %s already answered; returning the stored result", ctx.task_id)
         return json.loads(finished)
 
-    state = job.setdefault("state", {})
-    state.setdefault("first_seen", time.time())
-    state.setdefault("errors", 0)
-    state.setdefault("rate_limited", 0)
-    p = job["policy"]
-    deadline = job.get("deadline")
-    secrets = held_secrets(job["pool"]["keys"])
+    state = job.state
+    if state.first_seen is None:
+        state.first_seen = time.time()
+    first_seen = state.first_seen
+    p = job.policy
+    deadline = job.deadline
+    secrets = held_secrets(job.pool.keys)
     if not secrets:
         _fail(f"No usable API keys on this worker ({socket.gethostname()}): it holds none of "
-              f"{', '.join(job['pool']['keys'])}; give the worker those variables in its environment or .env",
+              f"{', '.join(job.pool.keys)}; give the worker those variables in its environment or .env",
               "no_usable_keys", job)
     # leases are short and renewed while the call runs (keys/keeper.py): a dead worker's keys come back within
     # one lease TTL, and a call of any length (uploads, Flex) keeps its key; ``lease_ttl`` is not a bound any more
     keeper = lease_keeper()
-    policy = _policy(job, ctx, keeper.ttl, tokens)
-    max_sleep = float(p.get("max_sleep", 5.0))
+    policy = admit_policy(job, ctx, keeper.ttl, tokens)
     # build the SDK clients before asking for a lease, so the call leaves right after admission (the
     # quota windows count from admission; the first construction of a client takes ~0.1 s)
     for key_id, secret in secrets.items():
@@ -286,7 +301,7 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
         if deadline is not None and time.time() >= deadline:
             _fail("Cancelled: the caller stopped waiting before a key was free; no call was made", "cancelled", job)
         try:
-            lease = _admit(pool, secrets, policy, job, max_sleep=max_sleep)
+            lease = _admit(pool, secrets, policy, job, first_seen=first_seen)
         except (WorkerStopping, Interrupted):
             if ctx.requeue is None:
                 raise
@@ -321,42 +336,42 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                                lambda: pool.report(lease, outcome, retry_after=None if shed else err.retry_after,
                                                    quota_kind=err.quota_kind, worker_cooldown=policy.worker_cooldown),
                                task_id=ctx.task_id)
-            record_call(pool, model=job["model"], latency_s=time.perf_counter() - started, usage=None,
+            record_call(pool, model=job.model, latency_s=time.perf_counter() - started, usage=None,
                         outcome="shed" if shed else err.kind)
             _log_call(logging.WARNING, ctx, lease, job, "shed" if shed else err.kind, time.perf_counter() - started,
                       None, error_message(err))
             if shed:  # a shed Flex request: retried on Flex with backoff, outside the error-retry budget
                 backoff = tier_calls.on_shed(job)
-                waited = time.time() - state["first_seen"]
-                if waited + backoff > float(p.get("max_wait", 3600)):
-                    _fail(f"Flex request shed {state['shed']} times: gave up after {waited:.0f}s (set "
+                waited = time.time() - first_seen
+                if waited + backoff > p.max_wait_seconds:
+                    _fail(f"Flex request shed {state.shed} times: gave up after {waited:.0f}s (set "
                           "flex_fallback_after to fall back to the standard tier)", TRANSIENT, job, err, lease.key_id)
-                if backoff > max_sleep and deadline is None and ctx.requeue is not None:
+                if backoff > SLOT_SLEEP_SECONDS and deadline is None and ctx.requeue is not None:
                     ctx.requeue(job, backoff)
                 time.sleep(backoff)
                 continue
             if err.kind == RATE_LIMITED:
                 # a 429 benched the key: waiting for another is a wait like any other, bounded by max_wait only
-                state["rate_limited"] += 1
-                waited = time.time() - state["first_seen"]
-                if waited >= float(p.get("max_wait", 3600)):
+                state.rate_limited += 1
+                waited = time.time() - first_seen
+                if waited >= p.max_wait_seconds:
                     _fail(f"All keys exhausted: gave up after waiting {waited:.0f}s (max_wait_seconds="
-                          f"{float(p.get('max_wait', 3600)):g}) and {state['rate_limited']} rate-limited calls "
+                          f"{p.max_wait_seconds:g}) and {state.rate_limited} rate-limited calls "
                           f"({error_message(err)})", "exhausted", job, err, lease.key_id)
                 continue
             if err.kind == INVALID_KEY:
                 continue  # the key is quarantined (FAILED_INIT); another one takes the request
             if err.kind == TRANSIENT:
-                state["errors"] += 1
-                attempts = int(p.get("retries", 3))
-                if state["errors"] >= attempts:
-                    _fail(f"{error_message(err)} (failed after {state['errors']} attempt"
-                          f"{'' if state['errors'] == 1 else 's'})", TRANSIENT, job, err,
+                state.errors += 1
+                attempts = p.api_call_retries
+                if state.errors >= attempts:
+                    _fail(f"{error_message(err)} (failed after {state.errors} attempt"
+                          f"{'' if state.errors == 1 else 's'})", TRANSIENT, job, err,
                           lease.key_id)
                 backoff = get_exponential_backoff_interval(
-                    factor=float(p.get("backoff", 1.0)), retries=state["errors"] - 1,
-                    maximum=float(p.get("backoff_max", 60.0)), full_jitter=True)
-                if backoff > max_sleep and deadline is None and ctx.requeue is not None:
+                    factor=ERROR_BACKOFF_SECONDS, retries=state.errors - 1,
+                    maximum=ERROR_BACKOFF_MAX_SECONDS, full_jitter=True)
+                if backoff > SLOT_SLEEP_SECONDS and deadline is None and ctx.requeue is not None:
                     ctx.requeue(job, backoff)
                 time.sleep(backoff)
                 continue
@@ -366,8 +381,8 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
         usage = result.get("usage")
         report = {"lease": lease, "outcome": "success", "worker_cooldown": policy.worker_cooldown,
                   "prompt_tokens": (usage or {}).get("prompt_token_count")}
-        metrics = {"call": {"model": job["model"], "latency_s": latency, "usage": usage, "outcome": "success"},
-                   "usage": {"model": job["model"], "tier": result.get("tier") or "standard", "usage": usage,
+        metrics = {"call": {"model": job.model, "latency_s": latency, "usage": usage, "outcome": "success"},
+                   "usage": {"model": job.model, "tier": result.get("tier") or "standard", "usage": usage,
                              "fallback": bool(result.get("fallback")), "requested": result.get("tier_requested"),
                              "reported": result.get("reported_tier")}}
         if deliver is not None:  # slow delivery (an audio blob): free the key first, in its own round trip
@@ -375,9 +390,9 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
                                functools.partial(_finish, pool, report, metrics, None), task_id=ctx.task_id)
             result = deliver(result, lease, pool)
         # who answered comes first: Flower shows a result's repr cut at 1024 characters, and answers are long
-        result = {"ok": True, "key_id": lease.key_id, "model": job["model"],
+        result = {"ok": True, "key_id": lease.key_id, "model": job.model,
                   "latency_s": round(latency, 4), "task_id": ctx.task_id,
-                  **result, "metadata": job.get("metadata") or {}}
+                  **result, "metadata": job.metadata}
         marker = (done_key, json.dumps(result), max(1, int(ctx.result_ttl)))
         if deliver is None:
             settle.best_effort("reporting the success and writing the done marker",
@@ -391,7 +406,7 @@ def run_with_key(job: dict[str, Any], ctx: JobContext, call: Callable[[Any, Leas
         return result
 
 
-def _check_paths_here(request: dict[str, Any], job: dict[str, Any],
+def _check_paths_here(request: dict[str, Any], job: Job,
                       checks: dict[str, Any]) -> list[media.MediaItem]:
     """Every path readable here and the very file the caller validated (size, and SHA-256 when small)."""
     items = media.plan_media(request)
@@ -413,16 +428,18 @@ def _check_paths_here(request: dict[str, Any], job: dict[str, Any],
     return items
 
 
-def execute_generate(job: dict[str, Any], ctx: JobContext,
+def execute_generate(job: Job, ctx: JobContext,
                      respond: Callable[[Any, Any, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Text generation (with audio/video parts) for one prompt.
 
     ``respond(client, contents, config)``, when given, makes the call instead (token streaming,
     :mod:`gemini_tasks.worker.token_stream`) and returns the result's fields.
     """
-    request = from_wire(job["request"])
+    if job.request is None:
+        raise ValueError(f"execute_generate needs a generate job, got a {job.kind} job")
+    request = from_wire(job.request)
     config = build_generate_config(request.get("generation_config"))
-    items = _check_paths_here(request, job, job["request"].get(media_files.CHECKS_KEY) or {})
+    items = _check_paths_here(request, job, job.request.get(media_files.CHECKS_KEY) or {})
     prompt_bytes = len((request.get("prompt") or "").encode())
     upload_paths = set(media.choose_uploads(items, text_bytes=prompt_bytes))
     settings = get_settings()
@@ -446,11 +463,11 @@ def execute_generate(job: dict[str, Any], ctx: JobContext,
         response, tier_fields = tier_calls.generate(client, job, contents=contents, config=call_cfg)
         out: dict[str, Any] = {"usage": usage_dict(response), "uploads": uploaded, "uploads_reused": reused,
                                **tier_fields}
-        if job["policy"].get("return_response"):
+        if job.policy.return_response:
             out["response"] = response.model_dump(mode="json", exclude_none=True)
             out["text"] = response.text
         else:
-            out["text"] = extract_text(response, strip=bool(job["policy"].get("strip", True)))
+            out["text"] = extract_text(response, strip=job.policy.strip)
         return out
 
     ttl = tier_calls.lease_seconds(job, settings.request_timeout) + (600 if upload_paths else 0)
@@ -462,11 +479,15 @@ def execute_generate(job: dict[str, Any], ctx: JobContext,
     return run_with_key(job, ctx, call, lease_ttl=ttl, tokens=tokens)
 
 
-def execute_speech(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+def execute_speech(job: Job, ctx: JobContext) -> dict[str, Any]:
     """Text-to-speech: one voice or a two-speaker dialogue. Audio goes to a blob, not the result backend."""
-    spec = job["speech"]
-    config = tts_lib.config_for(spec)
-    prompt = spec["prompt"]
+    spec = job.speech
+    if spec is None:
+        raise ValueError(f"execute_speech needs a speech job, got a {job.kind} job")
+    if not spec.speakers and not spec.voice:
+        _fail("Persistent input error: a speech job names neither a voice nor speakers", "bad_input", job)
+    config = tts_lib.config_for(spec.to_wire())
+    prompt = spec.prompt
     settings = get_settings()
 
     def call(client: Any, lease: Lease, pool: KeyPool) -> dict[str, Any]:

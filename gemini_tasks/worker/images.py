@@ -18,24 +18,26 @@ from gemini_tasks.gemini.response import usage_dict
 from gemini_tasks.gemini.tokens import IMAGE_TOKENS, estimate_tokens
 from gemini_tasks.keys.pool import KeyPool, Lease
 from gemini_tasks.settings import get_settings
-from gemini_tasks.messages import blobs
+from gemini_tasks.messages import Job, blobs
 from gemini_tasks.worker import settle, tier_calls
-from gemini_tasks.worker.execution import JobContext, TaskFailed, _fail, run_with_key, worker_pool
+from gemini_tasks.worker.execution import JobContext, TaskFailed, _fail, read_job, run_with_key, worker_pool
 
 
-def execute_image(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    spec = job["image"]
+def execute_image(job: Job, ctx: JobContext) -> dict[str, Any]:
+    spec = job.image
+    if spec is None:
+        raise ValueError(f"execute_image needs an image job, got a {job.kind} job")
     settings = get_settings()
-    config = image_lib.image_config(spec.get("aspect_ratio"), spec.get("image_size"))
-    contents: list[Any] = [types.Part(text=spec["prompt"])]
-    if spec.get("input_ref"):
-        pool = worker_pool(job["pool"]["pool"])
+    config = image_lib.image_config(spec.aspect_ratio, spec.image_size)
+    contents: list[Any] = [types.Part(text=spec.prompt)]
+    if spec.input_ref:
+        pool = worker_pool(job.pool.pool)
         try:
-            data = blobs.take(pool.client, pool.prefix, spec["input_ref"], delete=False)
+            data = blobs.take(pool.client, pool.prefix, spec.input_ref, delete=False)
         except KeyError:
             _fail("Persistent input error: the image to edit is gone from Redis (its blob expired before a worker "
                   "took the request); send it again", "bad_input", job)
-        contents.append(types.Part(inline_data=types.Blob(data=data, mime_type=spec.get("input_mime") or "image/png")))
+        contents.append(types.Part(inline_data=types.Blob(data=data, mime_type=spec.input_mime or "image/png")))
 
     def call(client: Any, lease: Lease, pool: KeyPool) -> dict[str, Any]:
         call_cfg = tier_calls.call_config(config, tier_calls.current_tier(job), settings.request_timeout)
@@ -57,7 +59,7 @@ def execute_image(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                   key_id=lease.key_id)
         return {"images": refs, **result}
 
-    tokens = estimate_tokens(contents) + (IMAGE_TOKENS if spec.get("input_ref") else 0)
+    tokens = estimate_tokens(contents) + (IMAGE_TOKENS if spec.input_ref else 0)
     return run_with_key(job, ctx, call, lease_ttl=tier_calls.lease_seconds(job, settings.request_timeout),
                         tokens=tokens, deliver=deliver)
 
@@ -66,4 +68,4 @@ def execute_image(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 def image_interactive(self: Task, job: dict[str, Any]) -> dict[str, Any]:
     from gemini_tasks.worker.tasks import _context
 
-    return execute_image(job, _context(self))
+    return execute_image(read_job(job), _context(self))

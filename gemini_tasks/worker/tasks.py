@@ -15,17 +15,17 @@ from celery import Task
 
 from gemini_tasks.celery_app import app
 from gemini_tasks.worker import logs
-from gemini_tasks.worker.execution import JobContext, TaskFailed, execute_generate, execute_speech
-from gemini_tasks.messages.job import describe as describe_job
+from gemini_tasks.messages import Job
+from gemini_tasks.worker.execution import JobContext, TaskFailed, execute_generate, execute_speech, read_job
 
 
 def _context(task: Task) -> JobContext:
-    def requeue(job: dict[str, Any], countdown: float) -> NoReturn:
+    def requeue(job: Job, countdown: float) -> NoReturn:
         # a rate-limit wait or a backoff: re-queued with its state. The tasks have no retry limit
         # (max_retries=None below; ``retry(max_retries=None)`` alone means "the task's default, 3"): waits are
         # bounded by max_wait_seconds and errors by the job's own budget, both kept in the job's state.
         # argsrepr again: Celery does not carry it over to the retry message, and Flower would show the raw job
-        raise task.retry(args=[job], kwargs={}, countdown=max(0.0, countdown), argsrepr=describe_job(job))
+        raise task.retry(args=[job.to_wire()], kwargs={}, countdown=max(0.0, countdown), argsrepr=job.describe())
 
     request = task.request
     if request.called_directly or not request.id:
@@ -48,13 +48,14 @@ def _expected(fn: Any) -> Any:
     Failures of a call were logged with the call; the others (an exhausted wait, bad input, no usable key) are
     logged here. Celery itself logs it at INFO as "raised expected" (``throws`` below), without a traceback.
     """
-    def run(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    def run(wire: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         try:
-            return fn(job, ctx)
+            return fn(read_job(wire), ctx)  # the one place a wire dict becomes a Job
         except TaskFailed as exc:
             if not exc.info.get("key_id"):
-                log.warning("request task=%s model=%s outcome=%s: %s", ctx.task_id, job.get("model"),
-                            exc.info.get("kind"), exc.message)
+                log.warning("request task=%s model=%s outcome=%s: %s", ctx.task_id,
+                            wire.get("model") if isinstance(wire, dict) else None, exc.info.get("kind"),
+                            exc.message)
             raise
 
     return run

@@ -1,6 +1,6 @@
 """How a worker calls at a service tier: the SDK config of the call, shed Flex requests, fallback to standard.
 
-Plain functions on the job dict (its ``state`` travels with the job when it is re-queued), used by
+Plain functions on the typed job (its ``state`` travels with the job when it is re-queued), used by
 :mod:`gemini_tasks.worker.execution`.
 """
 
@@ -17,16 +17,15 @@ from gemini_tasks.gemini import pricing
 from gemini_tasks.gemini.reported_tier import generate_reporting_tier, normalize_tier
 from gemini_tasks.gemini.tiers import WIRE_TIERS, call_timeout, is_shed
 from gemini_tasks.keys.calls import record_tier_usage
+from gemini_tasks.messages import Job
+
+#: the ceiling of the backoff between tries of a shed Flex request (its base is ``CallPolicy.flex_retry_backoff``)
+SHED_BACKOFF_MAX_SECONDS = 120.0
 
 
-def job_tier(job: dict[str, Any]) -> str:
-    """The tier the job asked for (``standard`` for jobs from before tiers existed)."""
-    return job.get("tier") or "standard"
-
-
-def current_tier(job: dict[str, Any]) -> str:
+def current_tier(job: Job) -> str:
     """The tier of the next call: the job's, or ``standard`` after a Flex fallback."""
-    return (job.get("state") or {}).get("tier_now") or job_tier(job)
+    return job.state.tier_now or job.tier
 
 
 def call_config(config: types.GenerateContentConfig | None, tier: str,
@@ -41,68 +40,68 @@ def call_config(config: types.GenerateContentConfig | None, tier: str,
     return (config or types.GenerateContentConfig()).model_copy(update=update)
 
 
-def lease_seconds(job: dict[str, Any], standard_timeout: float) -> float:
+def lease_seconds(job: Job, standard_timeout: float) -> float:
     """Lease lifetime for a call of this job: its longest possible call plus a margin."""
-    return call_timeout(job_tier(job), standard_timeout) + 60
+    return call_timeout(job.tier, standard_timeout) + 60
 
 
-def shed_error(job: dict[str, Any], err: Any) -> bool:
+def shed_error(job: Job, err: Any) -> bool:
     """Whether the failed call (a :class:`~gemini_tasks.gemini.errors.CallError`) is a shed Flex request."""
     return is_shed(current_tier(job), err.code, err.quota_id, err.quota_kind)
 
 
-def on_shed(job: dict[str, Any], now: float | None = None) -> float:
+def on_shed(job: Job, now: float | None = None) -> float:
     """Count a shed Flex call; return the backoff before the next try (0 after switching to standard).
 
-    Backoff is exponential with full jitter from ``policy.shed_backoff`` (default 2 s) up to
-    ``policy.shed_backoff_max`` (120 s). With ``policy.flex_fallback_after`` set, the request goes to the
-    standard tier once that many seconds have passed since its first Flex try, and no backoff ends later.
+    Backoff is exponential with full jitter from ``policy.flex_retry_backoff`` up to
+    :data:`SHED_BACKOFF_MAX_SECONDS`. With ``policy.flex_fallback_after`` set, the request goes to the standard
+    tier once that many seconds have passed since its first Flex try, and no backoff ends later.
     """
     now = time.time() if now is None else now
-    state = job.setdefault("state", {})
-    p = job.get("policy") or {}
-    state["shed"] = int(state.get("shed", 0)) + 1
-    since = float(state.setdefault("flex_since", state.get("first_seen", now)))
-    fallback = p.get("flex_fallback_after")
-    if fallback is not None and now - since >= float(fallback):
-        state["tier_now"] = "standard"
-        state["fallback"] = True
+    state = job.state
+    state.shed += 1
+    if state.flex_since is None:
+        state.flex_since = state.first_seen if state.first_seen is not None else now
+    since = state.flex_since
+    fallback = job.policy.flex_fallback_after
+    if fallback is not None and now - since >= fallback:
+        state.tier_now = "standard"
+        state.fallback = True
         return 0.0
-    ceiling = min(float(p.get("shed_backoff_max", 120.0)),
-                  float(p.get("shed_backoff", 2.0)) * 2 ** min(state["shed"] - 1, 30))
+    ceiling = min(SHED_BACKOFF_MAX_SECONDS, job.policy.flex_retry_backoff * 2 ** min(state.shed - 1, 30))
     backoff = random.uniform(0.0, ceiling)  # full jitter: sheds come in waves, spread the retries
     if fallback is not None:
-        backoff = min(backoff, max(0.0, since + float(fallback) - now))
+        backoff = min(backoff, max(0.0, since + fallback - now))
     return float(backoff)
 
 
-def generate(client: Any, job: dict[str, Any], *, contents: Any,
+def generate(client: Any, job: Job, *, contents: Any,
              config: types.GenerateContentConfig | None) -> tuple[Any, dict[str, Any]]:
     """The call at the job's current tier: (response, :func:`result_fields`). A Flex or Priority call reads
     the tier the API reports from the raw body (:mod:`gemini_tasks.gemini.reported_tier`); a standard call is
     made as it always was."""
     reported = None
     if current_tier(job) in WIRE_TIERS:
-        response, reported = generate_reporting_tier(client, model=job["model"], contents=contents, config=config)
+        response, reported = generate_reporting_tier(client, model=job.model, contents=contents, config=config)
     else:
-        response = client.models.generate_content(model=job["model"], contents=contents, config=config)
+        response = client.models.generate_content(model=job.model, contents=contents, config=config)
     return response, result_fields(job, response, reported)
 
 
-def result_fields(job: dict[str, Any], response: Any, reported: str | None = None) -> dict[str, Any]:
+def result_fields(job: Job, response: Any, reported: str | None = None) -> dict[str, Any]:
     """What a result records about tiers: ``tier`` (the one the API reported, else the one asked for; usage
     and cost are counted at it), ``tier_requested``, ``reported_tier`` when the API reported one, sheds and
     fallback."""
-    state = job.get("state") or {}
+    state = job.state
     if reported is None:  # a later SDK may keep it in the typed usage
         reported = normalize_tier(getattr(getattr(response, "usage_metadata", None), "service_tier", None))
     requested = current_tier(job)
     out: dict[str, Any] = {"tier": reported or requested, "tier_requested": requested}
     if reported is not None:
         out["reported_tier"] = reported
-    if state.get("shed"):
-        out["shed"] = int(state["shed"])
-    if state.get("fallback"):
+    if state.shed:
+        out["shed"] = state.shed
+    if state.fallback:
         out["fallback"] = True
     return out
 

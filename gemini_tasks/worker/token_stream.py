@@ -26,7 +26,8 @@ from gemini_tasks.gemini.classification import classify
 from gemini_tasks.gemini.errors import PERSISTENT, RATE_LIMITED, TRANSIENT, GeminiCallFailed
 from gemini_tasks.gemini.response import _first_candidate_parts, extract_text, usage_dict
 from gemini_tasks.keys.token_streams import END, ERROR, StreamWriter
-from gemini_tasks.worker.execution import JobContext, TaskFailed, execute_generate, worker_pool
+from gemini_tasks.messages import Job
+from gemini_tasks.worker.execution import JobContext, TaskFailed, execute_generate, read_job, worker_pool
 
 log = logging.getLogger("gemini_tasks.worker.token_stream")
 
@@ -48,9 +49,9 @@ def _final(err: Any, sent: int) -> GeminiCallFailed:
     return GeminiCallFailed(dataclasses.replace(err, kind=PERSISTENT, message=f"{note}: {err.message}"))
 
 
-def execute_stream(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:  # noqa: C901 - over the limit before it was set; split when next changed
+def execute_stream(job: Job, ctx: JobContext) -> dict[str, Any]:  # noqa: C901 - over the limit before it was set; split when next changed
     """``execute_generate`` with a streaming call: every text piece goes to the request's token stream."""
-    pool = worker_pool(job["pool"]["pool"])
+    pool = worker_pool(job.pool.pool)
     writer = StreamWriter(pool.client, pool.prefix, ctx.task_id)
     last = writer.last_type()
     if last in (END, ERROR):  # a redelivered copy of a finished stream
@@ -58,12 +59,12 @@ def execute_stream(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:  # n
     if last is not None:  # a redelivered copy of a stream whose worker died mid-way: never start it again
         message = "Transient error (stream interrupted): the worker answering this stream stopped; ask again"
         writer.error(TRANSIENT, message)
-        raise TaskFailed(message, {"kind": TRANSIENT, "metadata": job.get("metadata") or {}})
+        raise TaskFailed(message, {"kind": TRANSIENT, "metadata": job.metadata})
     writer.start(f"{socket.gethostname()}:{ctx.owner or ctx.task_id}")
 
     def respond(client: Any, contents: Any, call_cfg: Any) -> dict[str, Any]:
         sent, pieces, last_chunk, usage, cancelled = 0, [], None, None, False
-        stream = client.models.generate_content_stream(model=job["model"], contents=contents, config=call_cfg)
+        stream = client.models.generate_content_stream(model=job.model, contents=contents, config=call_cfg)
         try:
             for chunk in stream:
                 last_chunk = chunk
@@ -112,4 +113,4 @@ def execute_stream(job: dict[str, Any], ctx: JobContext) -> dict[str, Any]:  # n
 def generate_stream(self: Task, job: dict[str, Any]) -> dict[str, Any]:
     from gemini_tasks.worker.tasks import _context
 
-    return execute_stream(job, _context(self))
+    return execute_stream(read_job(job), _context(self))

@@ -8,7 +8,15 @@ from google.genai import types
 from gemini_tasks.gemini.errors import QUOTA_MINUTE, QUOTA_UNKNOWN, RATE_LIMITED, TRANSIENT, CallError
 from gemini_tasks.gemini.pricing import UsageSummary, check_table, estimate_cost, tokens_by_kind
 from gemini_tasks.gemini.tiers import check_tier
+from gemini_tasks.messages import Job
 from gemini_tasks.worker import tier_calls
+
+
+def _flex_job(policy: dict, state: dict | None = None) -> Job:
+    """A flex generation job as a worker decodes it (``state``: what it carried when re-queued)."""
+    wire = {"kind": "generate", "model": "m", "pool": {"pool": "p", "keys": ["K1"]}, "policy": policy,
+            "request": {"prompt": "x"}, "tier": "flex"}
+    return Job.from_wire({**wire, "state": state} if state else wire)
 
 
 def test_check_tier():
@@ -29,22 +37,26 @@ def test_call_config_sets_tier_and_flex_timeout(monkeypatch, request):
     assert flex.service_tier == "flex" and flex.temperature == 0.2 and flex.http_options.timeout == 600_000
     pri = tier_calls.call_config(None, "priority", 120)
     assert pri.service_tier == "priority" and pri.http_options is None
-    assert tier_calls.lease_seconds({"tier": "flex"}, 120) == 660
+    assert tier_calls.lease_seconds(_flex_job({}), 120) == 660
 
 
 def test_shed_backoff_grows_and_fallback_switches_to_standard():
-    job = {"tier": "flex", "policy": {"shed_backoff": 1.0, "flex_fallback_after": 10.0}, "state": {"first_seen": 100.0}}
+    job = _flex_job({"shed_backoff": 1.0, "flex_fallback_after": 10.0}, {"first_seen": 100.0})
     waits = [tier_calls.on_shed(job, now=101.0) for _ in range(3)]
-    assert all(0 <= w <= 9.0 for w in waits) and job["state"]["shed"] == 3
+    assert all(0 <= w <= 9.0 for w in waits) and job.state.shed == 3
     assert tier_calls.current_tier(job) == "flex"
+    # the state survives a re-queue: the next worker reads the same sheds and first Flex try
+    job = Job.from_wire(job.to_wire())
+    assert job.state.shed == 3 and job.state.flex_since == 100.0
     assert tier_calls.on_shed(job, now=110.0) == 0.0
-    assert tier_calls.current_tier(job) == "standard" and job["state"]["fallback"] is True
+    assert tier_calls.current_tier(job) == "standard" and job.state.fallback is True
+    assert Job.from_wire(job.to_wire()).state.tier_now == "standard"
     assert not tier_calls.shed_error(job, CallError(kind=TRANSIENT, code=503))  # at standard: transient
 
 
 def test_a_shed_is_503_or_a_429_naming_no_quota_on_a_flex_call_only():
     """Google's Flex docs do not say what a shed request returns: both answers of an overloaded API count."""
-    flex = {"tier": "flex"}
+    flex = _flex_job({})
     unavailable = CallError(kind=TRANSIENT, code=503, status="UNAVAILABLE")
     capacity = CallError(kind=RATE_LIMITED, code=429, status="RESOURCE_EXHAUSTED", quota_kind=QUOTA_UNKNOWN)
     quota = CallError(kind=RATE_LIMITED, code=429, status="RESOURCE_EXHAUSTED", quota_kind=QUOTA_MINUTE,
@@ -52,9 +64,16 @@ def test_a_shed_is_503_or_a_429_naming_no_quota_on_a_flex_call_only():
     assert tier_calls.shed_error(flex, unavailable) and tier_calls.shed_error(flex, capacity)
     assert not tier_calls.shed_error(flex, quota)  # a quota the key ran out of: the key pool's 429 path
     for tier in ("standard", "priority"):
-        assert not tier_calls.shed_error({"tier": tier}, unavailable)
-        assert not tier_calls.shed_error({"tier": tier}, capacity)
+        other = Job.from_wire({**flex.to_wire(), "tier": tier})
+        assert not tier_calls.shed_error(other, unavailable)
+        assert not tier_calls.shed_error(other, capacity)
     assert not tier_calls.shed_error(flex, CallError(kind=TRANSIENT, code=500))
+
+
+def test_shed_backoff_is_capped():
+    job = _flex_job({"shed_backoff": 100.0}, {"first_seen": 100.0})
+    waits = [tier_calls.on_shed(job, now=101.0) for _ in range(40)]
+    assert max(waits) <= tier_calls.SHED_BACKOFF_MAX_SECONDS and job.state.shed == 40
 
 
 def test_cost_by_kind_and_tier():
