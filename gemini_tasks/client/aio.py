@@ -145,9 +145,7 @@ class AsyncBatchMixin:
 
         def publish() -> tuple[str, list[str]]:
             res = publish_group(self_._task(), jobs, [describe_job(job) for job in jobs], queue=self_.queue)
-            for child in res.results:  # awaited here, never joined: unregister them from Celery's result consumer
-                child.backend.remove_pending_result(child)
-            return res.id, [child.id for child in res.results]
+            return res.id, [child.id for child in res.results]  # never registered with Celery's result consumer
 
         group_id, ids = await run_blocking(publish)
         done = [0]

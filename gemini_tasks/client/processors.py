@@ -35,7 +35,7 @@ from gemini_tasks.client.jobs import (
 )
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
 from gemini_tasks.gemini.pricing import UsageSummary, check_table
-from gemini_tasks.client import batch_api
+from gemini_tasks.client import batch_api, collect
 from gemini_tasks.keys.tier_batches import is_tier_batch
 
 log = logging.getLogger("gemini_tasks")
@@ -209,10 +209,7 @@ class GeminiParallelProcessor(AsyncBatchMixin, _Processor):
         gid = group_id.group_id if isinstance(group_id, BatchHandle) else group_id
         if is_tier_batch(gid):
             return self._collect_tiered(gid, timeout=timeout, progress=progress)
-        res = GroupResult.restore(gid, app=app)
-        if res is None:
-            raise LookupError(f"batch {gid} is unknown or its results expired (result_expires)")
-        return self._wait(res, timeout=timeout, progress=progress)
+        return self._wait(gid, timeout=timeout, progress=progress)
 
     def process_prompts(self, prompts_data: Iterable[dict[str, Any]], *, timeout: float | None = None,
                         progress: bool | ProgressCallback | None = None) -> list[ResultTuple]:
@@ -223,10 +220,8 @@ class GeminiParallelProcessor(AsyncBatchMixin, _Processor):
         handle = self.submit(prompts)
         if is_tier_batch(handle.group_id):
             return self._collect_tiered(handle.group_id, timeout=timeout, progress=progress)
-        res = GroupResult.restore(handle.group_id, app=app)
-        assert res is not None
         metas = [dict(p.get("metadata") or {}) for p in prompts]
-        return self._wait(res, timeout=timeout, progress=progress, metadata=metas)
+        return self._wait(handle.group_id, timeout=timeout, progress=progress, metadata=metas)
 
     def cancel(self, group_id: str | BatchHandle) -> None:
         """Give up on a submitted batch: batch-tier jobs are cancelled by the fleet (their prompts end with a
@@ -258,9 +253,10 @@ class GeminiParallelProcessor(AsyncBatchMixin, _Processor):
         log.info("batch %s: %s", gid, summary.line())
         return rows
 
-    def _wait(self, res: GroupResult, *, timeout: float | None, progress: bool | ProgressCallback | None,
+    def _wait(self, gid: str, *, timeout: float | None, progress: bool | ProgressCallback | None,
               metadata: list[dict[str, Any]] | None = None) -> list[ResultTuple]:
-        ids = [r.id for r in res.results]
+        group = _WaitedGroup(gid)
+        ids = group.ids
         values: dict[str, Any] = {}
         total = len(ids)
         bar = _Progress(progress, total)
@@ -274,19 +270,47 @@ class GeminiParallelProcessor(AsyncBatchMixin, _Processor):
             bar.update(len(values), total, summary)
 
         try:
-            res.join_native(timeout=timeout, propagate=False, callback=on_result, interval=0.2,
-                            on_interval=_lost_batch_check(res.id, lambda: len(values), total))
+            group.wait(on_result, timeout=timeout, on_interval=_lost_batch_check(gid, lambda: len(values), total))
         except CeleryTimeoutError:
-            release_pending(res.results)
-            raise TimeoutError(f"batch {res.id}: {len(values)} of {total} results after {timeout} seconds; "
-                               f"collect the rest later with collect({res.id!r})") from None
+            group.release()
+            raise TimeoutError(f"batch {gid}: {len(values)} of {total} results after {timeout} seconds; "
+                               f"collect the rest later with collect({gid!r})") from None
         except BatchLost:
-            release_pending(res.results)
+            group.release()
             raise
         finally:
             bar.close()
-        log.info("batch %s: %s", res.id, summary.line())
+        log.info("batch %s: %s", gid, summary.line())
         return [to_result_tuple(values.get(tid), (metadata or [{}] * total)[i]) for i, tid in enumerate(ids)]
+
+
+class _WaitedGroup:
+    """A saved group's results, awaited: with :mod:`gemini_tasks.client.collect` on a Redis result backend (a few
+    round trips for the whole group), with Celery's ``join_native`` on any other."""
+
+    def __init__(self, gid: str) -> None:
+        self.gid = gid
+        self.native: GroupResult | None = None
+        ids = collect.group_task_ids(app.backend, gid) if collect.supported(app.backend) else None
+        if ids is None and not collect.supported(app.backend):
+            self.native = GroupResult.restore(gid, app=app)
+            ids = None if self.native is None else [r.id for r in self.native.results]
+        if ids is None:
+            raise LookupError(f"batch {gid} is unknown or its results expired (result_expires)")
+        self.ids: list[str] = ids
+
+    def wait(self, on_result: Callable[[str, Any], None], *, timeout: float | None,
+             on_interval: Callable[[], None] | None) -> None:
+        if self.native is not None:
+            self.native.join_native(timeout=timeout, propagate=False, callback=on_result, interval=0.2,
+                                    on_interval=on_interval)
+        else:
+            collect.wait_for_results(app.backend, self.ids, on_result, timeout=timeout, on_interval=on_interval)
+
+    def release(self) -> None:
+        """Stop waiting (the collector's subscription is already closed; Celery's consumer is told now)."""
+        if self.native is not None:
+            release_pending(self.native.results)
 
 
 class _Progress:

@@ -8,7 +8,8 @@ Here the messages are the ones Celery would publish (``app.amqp.create_task_mess
 group id and index, ``argsrepr`` for Flower) but sent ``CHUNK`` at a time through kombu's publish batch (one
 pipelined round trip per chunk on Redis; RabbitMQ publishes without waiting anyway), and the chunk's
 ``task-sent`` events go out as one ``task.multi`` event, which Flower and every Celery event receiver split.
-The caller subscribes to results only when it waits for them (``join_native``), not at publish time.
+The caller subscribes to results only when it waits for them, not at publish time: the returned group is built
+with an empty ready barrier, so no child registers with Celery's result consumer (one SUBSCRIBE each).
 
 A chunk whose pipeline fails (``BatchPublishError``: delivery uncertain) is published again message by message
 through Celery's own retrying path, with the same task ids: a message that had reached the queue and comes
@@ -23,6 +24,7 @@ from typing import Any
 
 from celery.result import AsyncResult, GroupResult
 from celery.utils import uuid
+from vine import barrier
 
 log = logging.getLogger("gemini_tasks.client.publish")
 
@@ -70,7 +72,10 @@ def publish_group(task: Any, jobs: Sequence[Any], descriptions: Sequence[str], *
                                          queue=queue, argsrepr=descriptions[i], kwargsrepr="{}")
         finally:
             events.close()
-    result = GroupResult(group_id, [AsyncResult(task_id, app=app) for task_id in ids], app=app)
+    # an empty ready barrier: a GroupResult built the usual way registers every child with the result consumer
+    # (one SUBSCRIBE per task on Redis, ~30 % of publishing CPU); the caller waits with its own collector
+    result = GroupResult(group_id, [AsyncResult(task_id, app=app) for task_id in ids], app=app,
+                         ready_barrier=barrier())
     result.save()
     return result
 

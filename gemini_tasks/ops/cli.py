@@ -488,6 +488,7 @@ class _ResultWriter:
     def wait(self, pending: dict[str, int], task_group: dict[str, str], app: Any, show_progress: bool) -> None:
         from celery.result import AsyncResult, ResultSet
 
+        from gemini_tasks.client import collect
         from gemini_tasks.ops import jsonl_batch as jb
 
         if not pending:
@@ -514,10 +515,17 @@ class _ResultWriter:
             if bar is not None:
                 bar.advance(bar_id)
 
+        lost_check = jb.lost_check(app.backend, task_group, pending)
+        if collect.supported(app.backend):  # a few round trips for all of them, not a few per prompt
+            try:
+                collect.wait_for_results(app.backend, list(pending), on_result, on_interval=lost_check)
+            finally:
+                if bar is not None:
+                    bar.stop()
+            return
         results = ResultSet([AsyncResult(tid, app=app) for tid in pending], app=app)
         try:
-            results.join_native(propagate=False, callback=on_result, interval=0.2,
-                                on_interval=jb.lost_check(app.backend, task_group, pending))
+            results.join_native(propagate=False, callback=on_result, interval=0.2, on_interval=lost_check)
         finally:
             if bar is not None:
                 bar.stop()
