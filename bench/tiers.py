@@ -46,6 +46,8 @@ class Spec:
     batch_run: float = 2.0
     poll: float = 0.5
     slots: int = 16
+    shed_status: int = 503  # how a shed is answered (Google does not document it: 503 or a 429 naming no quota)
+    enqueued_tokens: int | None = None  # the projects' batch enqueued-token limit (emulator and batch_options)
 
 
 def run(spec: Spec) -> tuple[str, list[dict[str, Any]]]:
@@ -60,8 +62,11 @@ def run(spec: Spec) -> tuple[str, list[dict[str, Any]]]:
         "flex_shed_probability": spec.shed,
         "batch_pending_seconds": spec.batch_pending,
         "batch_run_seconds": spec.batch_run,
+        "flex_shed_status": spec.shed_status,
         "seed": 15,
     }
+    if spec.enqueued_tokens:
+        emu_cfg["batch_enqueued_tokens"] = {MODEL: spec.enqueued_tokens}
     rows: list[dict[str, Any]] = []
     with stack(emu_cfg) as (rs, emu):
         env = fleet_env(rs.url, emu.url, secrets, GEMINI_TASKS_FLEX_TIMEOUT="60")
@@ -78,7 +83,7 @@ def run(spec: Spec) -> tuple[str, list[dict[str, Any]]]:
                 proc = GeminiParallelProcessor(
                     manager, MODEL, worker_cooldown_seconds=0, api_call_interval=0, max_workers=spec.slots,
                     service_tier=tier, flex_retry_backoff=0.2,
-                    batch_options={"poll_interval": spec.poll})
+                    batch_options={"poll_interval": spec.poll, "enqueued_tokens": spec.enqueued_tokens})
                 prompts = [{"prompt": f"tier bench prompt {i}: summarise the history of the number {i} in two "
                                       "sentences", "metadata": {"i": i}} for i in range(spec.n)]
                 since = emu.control.clear_log()  # the log keeps counting: entries after `since` are this tier's
@@ -93,9 +98,11 @@ def run(spec: Spec) -> tuple[str, list[dict[str, Any]]]:
                     "answered": sum(1 for _, text, err in results if err is None and text),
                     "in_order": all(meta.get("i") == i for i, (meta, _, _) in enumerate(results)),
                     "cost": s.cost_usd, "tokens": sum(sum(v.values()) for v in s.tokens.values()),
-                    "r429": sum(1 for e in log if e.get("status") == 429),
+                    "r429": sum(1 for e in log if e.get("status") == 429 and not e.get("shed")),
                     "shed": emu.control.stats()["shed"] - shed_before,
                     "calls": len(log), "jobs": len(emu.control.batches()) if tier == "batch" else 0,
+                    "refused_creates": sum(1 for e in emulator_log(emu.control, since)
+                                           if e.get("endpoint") == "batches.create" and e.get("status") == 429),
                     "fallbacks": s.fallbacks,
                 })
                 print(f"{tier}: {rows[-1]}", file=sys.stderr)
@@ -109,8 +116,11 @@ def run(spec: Spec) -> tuple[str, list[dict[str, Any]]]:
     md = (f"### Cost tiers (bench/tiers.py)\n\n{machine_line(machine())}\n\n"
           f"{spec.n} prompts per tier, 2 projects x 2 keys, {spec.quota} requests per project per {spec.window:g} s "
           f"window (key manager told the same), {spec.slots} slots in one worker process; standard latency "
-          f"{spec.latency:g} s, Flex +{spec.flex_latency:g} s and {spec.shed:.0%} of Flex requests shed; Batch "
-          f"jobs PENDING {spec.batch_pending:g} s then RUNNING {spec.batch_run:g} s, polled every {spec.poll:g} s. "
+          f"{spec.latency:g} s, Flex +{spec.flex_latency:g} s and {spec.shed:.0%} of Flex requests shed "
+          f"({spec.shed_status}); Batch jobs PENDING {spec.batch_pending:g} s then RUNNING {spec.batch_run:g} s, "
+          f"polled every {spec.poll:g} s"
+          + (f", at most {spec.enqueued_tokens} enqueued tokens per project (refused creates: "
+             f"{rows[-1]['refused_creates']})" if spec.enqueued_tokens else "") + ". "
           f"Cost from the default price table (gemini-2.5-flash, tier multipliers flex/batch 0.5x).\n\n{table}\n")
     return md, rows
 
@@ -119,8 +129,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--out", default=None, help="append the markdown section to this file (e.g. bench/RESULTS.md)")
+    ap.add_argument("--shed-status", type=int, choices=(503, 429), default=503,
+                    help="how the emulator answers a shed Flex request")
+    ap.add_argument("--enqueued-tokens", type=int, default=None,
+                    help="batch enqueued-token limit per project (the emulator's and batch_options')")
     args = ap.parse_args()
-    md, _ = run(Spec(n=args.n))
+    md, _ = run(Spec(n=args.n, shed_status=args.shed_status, enqueued_tokens=args.enqueued_tokens))
     print(md)
     if args.out:
         with open(args.out, "a") as fh:
