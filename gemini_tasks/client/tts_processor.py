@@ -124,9 +124,11 @@ class GeminiTTSProcessor(AsyncTTSMixin):
             job["tier"] = "batch"
             job["deadline"] = None
         group_id = batch_api.submit(self, jobs, self.batch_options, model=self.model)
+        # ``timeout`` is for synchronous calls: a Batch API job may take up to 24 h, so this waits for it
+        # (as process_prompts does at batch tier); interrupting the wait cancels the remote jobs
         try:
-            _, values = batch_api.collect_raw(group_id, timeout=self.timeout, wait_sync=None)
-        except TimeoutError:
+            _, values = batch_api.collect_raw(group_id, timeout=None, wait_sync=None)
+        except BaseException:
             batch_api.cancel(group_id)
             raise
         out = []
@@ -141,11 +143,7 @@ class GeminiTTSProcessor(AsyncTTSMixin):
         import time
 
         if self.policy.service_tier == "batch":
-            try:
-                [(_, audio, _)] = self._through_batch_api([self._job(speech, None, self.policy)], [output_file])
-            except TimeoutError as exc:
-                self.last_error = str(exc)
-                return None
+            [(_, audio, _)] = self._through_batch_api([self._job(speech, None, self.policy)], [output_file])
             return audio
 
         deadline = time.time() + self.timeout + STREAM_DEADLINE_GRACE
