@@ -1,4 +1,5 @@
-"""Where a request's CPU goes: py-spy on every worker process, cProfile on the client's submission.
+"""Where a request's CPU goes: py-spy on every worker process and on the client, Redis's own command statistics,
+cProfile on the client's submission.
 
 Emulator latency 0, no quota, 2 worker processes x 8 threads (the overhead section's batch), N prompts.
 py-spy (``pip install py-spy``; needs ptrace rights) samples each worker's GIL holder while the batch runs; samples are
@@ -100,7 +101,14 @@ def main() -> None:
                                    "--gil", "--nonblocking", "-o", str(outdir / f"worker{i}.txt")],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                  for i, pid in enumerate(pids)]
+        spies.append(subprocess.Popen([spy, "record", "--pid", str(os.getpid()), "--rate", str(args.rate), "--format",
+                                       "raw", "--gil", "--nonblocking", "-o", str(outdir / "client.txt")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        import redis as redis_lib
+
+        rclient = redis_lib.Redis.from_url(fleet.redis.url)
         time.sleep(1.0)
+        rclient.config_resetstat()
         meter = {f"worker{i}": pid for i, pid in enumerate(pids)}
         meter.update(redis=fleet.redis.proc.pid, emulator=fleet.emulator.pid)
         cpu = CpuMeter(meter, {"client": os.getpid()}).start()
@@ -113,6 +121,8 @@ def main() -> None:
         results = proc.collect(handle, timeout=600, progress=False)
         wall = time.perf_counter() - t0
         used = cpu.stop()
+        commands = rclient.info("commandstats")
+        rclient.close()
         for s in spies:
             s.send_signal(2)  # SIGINT: py-spy writes its file and exits
         for s in spies:
@@ -135,6 +145,22 @@ def main() -> None:
           f"{worker_ms:.2f} ms/request of worker CPU):\n")
     print(md_table(["category", "share", "ms/request"],
                    [[k, f"{100 * v / total:.1f}%", f"{worker_ms * v / total:.2f}"] for k, v in samples.most_common()]))
+    redis_us = sum(v["usec"] for v in commands.values()) or 1
+    print(f"\nRedis commands during the batch (INFO commandstats; {redis_us / n:.0f} us of command time per request of "
+          f"{1000 * used['redis'] / n:.2f} ms Redis CPU):\n")
+    print(md_table(["command", "calls/request", "us/request", "share"],
+                   [[k.removeprefix("cmdstat_"), f"{v['calls'] / n:.2f}", f"{v['usec'] / n:.1f}",
+                     f"{100 * v['usec'] / redis_us:.1f}%"]
+                    for k, v in sorted(commands.items(), key=lambda kv: -kv[1]["usec"])[:15]]))
+    client_samples = read_collapsed(outdir / "client.txt")
+    client_total = sum(client_samples.values()) or 1
+    leaf: Counter[str] = Counter()
+    for stack, count in client_samples.items():
+        frames = [f for f in stack.split(";") if "site-packages" not in f or "celery/" in f or "kombu/" in f]
+        leaf[next((f for f in reversed(frames) if "gemini_tasks/" in f or "bench/" in f), frames[-1])] += count
+    print(f"\nClient (this process) on-CPU by innermost gemini_tasks frame (py-spy, {client_total} samples, submit "
+          f"and collect):\n")
+    print(md_table(["frame", "share"], [[k, f"{100 * v / client_total:.1f}%"] for k, v in leaf.most_common(12)]))
     buf = io.StringIO()
     pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(25)
     print(f"\nClient submission ({1000 * submit_s / n:.2f} ms/prompt wall), cProfile, top cumulative:\n")
