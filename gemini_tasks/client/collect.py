@@ -148,6 +148,17 @@ def wait_for_results(backend: Any, task_ids: Sequence[str], on_result: Callable[
         c.close()
 
 
+def count_ready(backend: Any, task_ids: Sequence[str]) -> int:
+    """How many of ``task_ids`` have a ready result (SUCCESS, FAILURE, REVOKED): one MGET per 500."""
+    keys = [backend.get_key_for_task(t) for t in task_ids]
+    ready = 0
+    for start in range(0, len(keys), CHUNK):
+        for raw in backend.client.mget(keys[start:start + CHUNK]):
+            if raw is not None and backend.decode_result(raw).get("status") in states.READY_STATES:
+                ready += 1
+    return ready
+
+
 def group_task_ids(backend: Any, group_id: str) -> list[str] | None:
     """The task ids of a saved group, in order (None when the group is unknown or expired).
 

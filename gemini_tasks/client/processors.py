@@ -150,6 +150,11 @@ class BatchHandle:
         """(finished, total): how many requests have an answer, success or error."""
         if is_tier_batch(self.group_id):
             return batch_api.progress(self.group_id)
+        if collect.supported(app.backend):  # a few round trips for the whole batch, not one per prompt
+            ids = collect.group_task_ids(app.backend, self.group_id)
+            if ids is None:
+                raise LookupError(f"batch {self.group_id} is unknown or its results expired")
+            return collect.count_ready(app.backend, ids), len(ids)
         res = GroupResult.restore(self.group_id, app=app)
         if res is None:
             raise LookupError(f"batch {self.group_id} is unknown or its results expired")

@@ -121,3 +121,15 @@ def test_publish_group_registers_nothing_and_its_ids_read_back_in_order(celery_a
     restored = GroupResult.restore(res.id, app=celery_app)
     assert [r.id for r in restored.results] == ids
     assert collect.group_task_ids(celery_app.backend, uuid()) is None
+
+
+def test_count_ready_counts_final_states_only(celery_app):
+    from gemini_tasks.client import collect
+
+    ids = [uuid() for _ in range(1001)]
+    for tid in ids[:700]:
+        _store(celery_app, tid, {"ok": True})
+    _store(celery_app, ids[700], ValueError("x"), states.FAILURE)
+    _store(celery_app, ids[701], None, states.RETRY)
+    assert collect.count_ready(celery_app.backend, ids) == 701
+    assert sum(AsyncResult(t, app=celery_app).ready() for t in ids) == 701
