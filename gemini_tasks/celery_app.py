@@ -1,4 +1,8 @@
-"""The Celery application. ``celery -A gemini_tasks worker`` finds it as ``gemini_tasks.app``."""
+"""The Celery application. ``celery -A gemini_tasks worker`` finds it as ``gemini_tasks.app``.
+
+It imports no worker code: a worker loads its own (bootsteps, signal handlers, tasks) through ``include``,
+which Celery imports when it builds a worker, before the consumer (:mod:`gemini_tasks.worker.startup`).
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,18 @@ from celery import Celery, signals
 
 from gemini_tasks.transport.brokers import stamp_sent_at
 from gemini_tasks.transport.kombu_redis import install as _share_redis_clients
-from gemini_tasks.worker import stopping
-from gemini_tasks.worker.event_batching import BatchedEvents
-from gemini_tasks.worker.holding import HoldRefresh
 
 _share_redis_clients()
 
-app = Celery("gemini_tasks", include=["gemini_tasks.worker.tasks", "gemini_tasks.worker.token_stream",
-                                       "gemini_tasks.worker.images", "gemini_tasks.worker.key_probe"])
+#: what a worker imports when it is built, in order: its start-up (consumer bootsteps, stop and pool-sizing
+#: signal handlers) first, then the tasks. Names only: this module imports none of them.
+WORKER_MODULES = ["gemini_tasks.worker.startup", "gemini_tasks.worker.tasks", "gemini_tasks.worker.token_stream",
+                  "gemini_tasks.worker.images", "gemini_tasks.worker.key_probe"]
+
+app = Celery("gemini_tasks", include=WORKER_MODULES)
 app.config_from_object("gemini_tasks.celeryconfig")
-app.steps["consumer"].add(HoldRefresh)
-app.steps["consumer"].add(BatchedEvents)
 # every message carries its enqueue time, for the oldest-waiting-message metric (ops/queue_metrics.py)
 signals.before_task_publish.connect(stamp_sent_at, weak=False)
-# a stopping worker hands back what has not started its call, prefork children included (worker/stopping.py)
-signals.worker_init.connect(stopping.install, weak=False)
-signals.worker_shutting_down.connect(stopping.announce_stop, weak=False)
 
 
 def _load_operator_overrides() -> None:
@@ -44,6 +44,3 @@ def _load_operator_overrides() -> None:
 
 
 _load_operator_overrides()
-
-# sizes the worker's connection pools to its concurrency (and caps one the machine cannot serve) at start
-from gemini_tasks.worker import capacity as _capacity  # noqa: E402, F401

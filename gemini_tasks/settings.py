@@ -19,9 +19,16 @@ from functools import lru_cache
 from dotenv import find_dotenv, load_dotenv
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+#: Seconds between two refreshes of the broker messages a live worker holds (Redis broker;
+#: :mod:`gemini_tasks.worker.holding` does it). A constant, not a setting: workers configured with different
+#: visibility timeouts must agree on it, or they would restore each other's live messages.
+REFRESH_SECONDS = 2.0
+#: The shortest visibility timeout accepted: a live worker's entries are never older than one refresh plus
+#: a stall of a few seconds (a slow Redis, a busy host) before a sweep would take them.
+MIN_VISIBILITY_TIMEOUT = 5 * REFRESH_SECONDS
 #: Seconds after its last refresh that a message held by a dead worker is redelivered (Redis broker). Live
-#: workers refresh what they hold every 2 s (:mod:`gemini_tasks.worker.holding`), so this no longer has to
-#: exceed the longest call: it is the time to notice a dead worker.
+#: workers refresh what they hold every :data:`REFRESH_SECONDS`, so this no longer has to exceed the longest
+#: call: it is the time to notice a dead worker.
 DEFAULT_VISIBILITY_TIMEOUT = 25.0
 KEY_ENV_PREFIX = "GEMINI_API_KEY"
 _KEY_NAME_RE = re.compile(r"^GEMINI_API_KEY(?:_[A-Za-z0-9_]+)?$")
@@ -157,12 +164,10 @@ def check_delivery_settings(settings: Settings) -> None:
     """Refuse settings under which a live worker's message could be handed to a second worker.
 
     A Redis broker redelivers a message whose holder has not refreshed it for ``visibility_timeout`` seconds;
-    live workers refresh every :data:`gemini_tasks.worker.holding.REFRESH_SECONDS`. A timeout that is not
-    several refreshes long would take messages from live, merely busy workers (their calls paid twice).
-    The call timeout no longer matters here: a call of any length stays with the worker that runs it.
+    live workers refresh every :data:`REFRESH_SECONDS`. A timeout that is not several refreshes long would take
+    messages from live, merely busy workers (their calls paid twice). The call timeout no longer matters here:
+    a call of any length stays with the worker that runs it.
     """
-    from gemini_tasks.worker.holding import MIN_VISIBILITY_TIMEOUT, REFRESH_SECONDS
-
     if settings.visibility_timeout < MIN_VISIBILITY_TIMEOUT:
         raise DeliverySettingsError(
             f"GEMINI_TASKS_VISIBILITY_TIMEOUT={settings.visibility_timeout:g} is too short: live workers refresh "

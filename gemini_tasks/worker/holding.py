@@ -13,9 +13,10 @@ however far off their countdown is, while a dead worker's stop being refreshed a
 ``visibility_timeout`` (+ one sweep) after its last refresh. That is what lets the default visibility timeout
 be short (:data:`gemini_tasks.settings.DEFAULT_VISIBILITY_TIMEOUT`) without delivering a long call twice.
 
-The refresh cadence is a constant, not derived from one worker's settings, so workers configured with
-different visibility timeouts cannot restore each other's live messages as long as each timeout is at least
-:data:`MIN_VISIBILITY_TIMEOUT` (checked at start by :func:`gemini_tasks.settings.check_delivery_settings`).
+The refresh cadence is a constant (:data:`gemini_tasks.settings.REFRESH_SECONDS`), not derived from one worker's
+settings, so workers configured with different visibility timeouts cannot restore each other's live messages as
+long as each timeout is at least :data:`~gemini_tasks.settings.MIN_VISIBILITY_TIMEOUT` (checked at start by
+:func:`gemini_tasks.settings.check_delivery_settings`).
 Clocks: kombu compares delivery scores written by one host with ``time()`` on another; hosts must agree
 within a few seconds (NTP), as kombu itself already requires.
 
@@ -32,13 +33,9 @@ from typing import Any
 
 from celery import bootsteps
 
-log = logging.getLogger("gemini_tasks.worker.holding")
+from gemini_tasks.settings import MIN_VISIBILITY_TIMEOUT, REFRESH_SECONDS  # noqa: F401 - importable from here too
 
-#: Seconds between two refreshes of a worker's held messages.
-REFRESH_SECONDS = 2.0
-#: The shortest visibility timeout accepted: a live worker's entries are never older than one refresh plus
-#: a stall of a few seconds (a slow Redis, a busy host) before a sweep would take them.
-MIN_VISIBILITY_TIMEOUT = 5 * REFRESH_SECONDS
+log = logging.getLogger("gemini_tasks.worker.holding")
 
 
 def held_tags(consumer: Any) -> list[str]:

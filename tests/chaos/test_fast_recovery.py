@@ -97,6 +97,31 @@ def test_a_call_longer_than_the_visibility_timeout_is_delivered_once(stack):
         w.stop()
 
 
+def test_a_live_worker_refreshes_the_message_it_holds(stack):
+    """The worker's consumer runs the hold-refresh step (registered by gemini_tasks.worker.startup, which the app
+    includes): while a call runs, the score of its message in kombu's ``unacked_index`` keeps moving to now."""
+    from gemini_tasks import GeminiParallelProcessor
+    from gemini_tasks.settings import REFRESH_SECONDS
+
+    ctl = stack.control
+    ctl.reset()
+    ctl.add_fault(action="latency", seconds=9, prompt_contains="HELD-CALL")
+    worker = stack.worker(concurrency=1, GEMINI_TASKS_REQUEST_TIMEOUT="60")
+    proc = GeminiParallelProcessor(stack.manager(), "gemini-2.5-flash", worker_cooldown_seconds=0,
+                                   api_call_interval=0)
+    handle = proc.submit([{"prompt": "HELD-CALL one"}])
+    client = stack.client()
+    wait_for(lambda: client.zcard("unacked_index") == 1, 20, interval=0.05, what="the message held by the worker")
+    delivered = client.zrange("unacked_index", 0, -1, withscores=True)[0][1]
+    time.sleep(3 * REFRESH_SECONDS)
+    entries = client.zrange("unacked_index", 0, -1, withscores=True)
+    assert len(entries) == 1 and entries[0][1] >= delivered + REFRESH_SECONDS, (delivered, entries)
+    assert time.time() - entries[0][1] <= REFRESH_SECONDS + 1.5  # refreshed within the last cadence
+    assert [e for _, _, e in proc.collect(handle, timeout=60)] == [None]
+    assert "refreshing held broker messages every 2s" in stack.worker_logs()
+    worker.stop()
+
+
 @pytest.mark.skipif(not HEAVY, reason="heavy variant (20 s): set GEMINI_TASKS_HEAVY=1")
 def test_a_countdown_longer_than_the_visibility_timeout_runs_once(stack):
     """A rate-limit wait re-queues with a countdown (held by a worker until due): refreshed, never redelivered."""
