@@ -13,7 +13,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,22 +268,7 @@ def _other_app_worker_cls():
         def wait_ready(self, timeout: float = 30.0) -> None:
             import importlib
 
-            mod = importlib.import_module(self.app_name)
-            app = mod.app
-            node = self.name.replace("%h", os.uname().nodename)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.proc is not None and self.proc.poll() is not None:
-                    raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log_tail()}")
-                try:
-                    replies = app.control.ping(destination=[node], timeout=0.5) or []
-                except Exception:  # noqa: BLE001 - the broker may still be starting
-                    replies = []
-                if any(node in r for r in replies):
-                    return
-                time.sleep(0.2)
-            self.stop()
-            raise RuntimeError(f"worker {node} did not answer a ping within {timeout}s:\n{self.log_tail()}")
+            self.await_ping(importlib.import_module(self.app_name).app, timeout)
 
     return OtherAppWorker
 

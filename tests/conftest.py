@@ -1,4 +1,5 @@
-"""Shared fixtures: a private redis-server per session (tests never touch a Redis they did not start)."""
+"""Shared fixtures: a private redis-server per session (tests never touch a Redis they did not start), and the
+emulator fixtures of gemini_tasks/testing/pytest_plugin.py."""
 
 from __future__ import annotations
 
@@ -12,16 +13,16 @@ os.environ["no_proxy"] = os.environ["NO_PROXY"]
 for _var in ("GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_ENTERPRISE"):
     os.environ.pop(_var, None)
 
+#: the shared fixtures ``emulator`` and ``emu`` (gemini_tasks/testing/pytest_plugin.py)
+pytest_plugins = ("gemini_tasks.testing.pytest_plugin",)
+
 
 @pytest.fixture(scope="session")
 def redis_server():
     from gemini_tasks.testing.local_redis import RedisServer
 
-    server = RedisServer().start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

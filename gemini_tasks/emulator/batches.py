@@ -44,10 +44,12 @@ from typing import Any
 from aiohttp import web
 
 from . import tts, wire
+from .bodies import read_json_object
+from .bounded import put_bounded, unused_id
 from .content import summarize, text_tokens
 from .faults import RequestFacts, _matches
 from .files import StoredFile, advance
-from .generate import _answer_text, _usage, json_response
+from .generate import _answer_text, _usage, json_response, model_and_caller
 from .shared_state import Emulator
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"})
@@ -134,16 +136,11 @@ class BatchStore:
         self.created = 0
 
     def new_id(self) -> str:
-        while True:
-            jid = secrets.token_hex(8)
-            if jid not in self.jobs:
-                return jid
+        return unused_id(self.jobs, 8)
 
     def add(self, job: BatchJob) -> None:
-        self.jobs[job.id] = job
+        put_bounded(self.jobs, job.id, job, MAX_JOBS_KEPT)
         self.created += 1
-        while len(self.jobs) > MAX_JOBS_KEPT:
-            self.jobs.popitem(last=False)
 
     def summary(self) -> list[dict[str, Any]]:
         return [
@@ -370,19 +367,14 @@ def _owned(emu: Emulator, job_id: str, project: str) -> BatchJob:
     return job
 
 
-async def _read_json(request: web.Request, limit: int) -> tuple[dict[str, Any], int]:
-    if (request.content_length or 0) > limit:
-        raise wire.ApiError(400, f"Request payload size exceeds the limit: {limit} bytes.")
-    raw = await request.read()
-    if len(raw) > limit:
-        raise wire.ApiError(400, f"Request payload size exceeds the limit: {limit} bytes.")
-    try:
-        body = json.loads(raw) if raw else {}
-    except ValueError:
-        raise wire.ApiError(400, "Invalid JSON payload received. Unexpected token.") from None
-    if not isinstance(body, dict):
-        raise wire.ApiError(400, "Invalid JSON payload received. Expected an object.")
-    return body, len(raw)
+async def _caller_job(emu: Emulator, request: web.Request, entry: dict[str, Any], job_id: str,
+                      endpoint: str) -> BatchJob:
+    """The job ``job_id`` of the caller's project (403 otherwise), after the faults scripted for ``endpoint``."""
+    ident = emu.authenticate(request, entry)
+    entry["batch"] = f"batches/{job_id}"
+    facts = RequestFacts(endpoint, request.method, request.path, None, ident.label, ident.project)
+    await emu.apply_faults(request, facts, entry)
+    return _owned(emu, job_id, ident.project)
 
 
 def _file_items(emu: Emulator, file_name: str, project: str) -> list[Item]:
@@ -421,12 +413,10 @@ def _file_items(emu: Emulator, file_name: str, project: str) -> list[Item]:
 async def create(
     emu: Emulator, request: web.Request, entry: dict[str, Any], prefix: str, version: str, model_path: str
 ) -> web.StreamResponse:
-    model = wire.bare_model(model_path)
-    entry["model"] = model
-    ident = emu.authenticate(request, entry)
+    model, ident = model_and_caller(emu, request, entry, model_path)
     cfg = emu.config
     inline_limit = cfg["batch_max_inline_mb"] * 1024 * 1024
-    body, size = await _read_json(request, max(inline_limit, 1 << 20) + (1 << 20))
+    body, size = await read_json_object(request, max(inline_limit, 1 << 20) + (1 << 20))
     entry["bytes_in"] = size
     await emu.apply_faults(
         request, RequestFacts("batches.create", "POST", request.path, model, ident.label, ident.project), entry
@@ -490,12 +480,7 @@ async def create(
 
 
 async def get(emu: Emulator, request: web.Request, entry: dict[str, Any], job_id: str) -> web.StreamResponse:
-    ident = emu.authenticate(request, entry)
-    entry["batch"] = f"batches/{job_id}"
-    await emu.apply_faults(
-        request, RequestFacts("batches.get", "GET", request.path, None, ident.label, ident.project), entry
-    )
-    job = _owned(emu, job_id, ident.project)
+    job = await _caller_job(emu, request, entry, job_id, "batches.get")
     advance_job(emu, job, time.time())
     entry["batch_state"] = job.state
     return json_response(job.to_json())
@@ -523,12 +508,7 @@ async def list_jobs(emu: Emulator, request: web.Request, entry: dict[str, Any]) 
 
 
 async def cancel(emu: Emulator, request: web.Request, entry: dict[str, Any], job_id: str) -> web.StreamResponse:
-    ident = emu.authenticate(request, entry)
-    entry["batch"] = f"batches/{job_id}"
-    await emu.apply_faults(
-        request, RequestFacts("batches.cancel", "POST", request.path, None, ident.label, ident.project), entry
-    )
-    job = _owned(emu, job_id, ident.project)
+    job = await _caller_job(emu, request, entry, job_id, "batches.cancel")
     now = time.time()
     advance_job(emu, job, now)
     if job.state not in TERMINAL:
@@ -539,11 +519,6 @@ async def cancel(emu: Emulator, request: web.Request, entry: dict[str, Any], job
 
 
 async def delete(emu: Emulator, request: web.Request, entry: dict[str, Any], job_id: str) -> web.StreamResponse:
-    ident = emu.authenticate(request, entry)
-    entry["batch"] = f"batches/{job_id}"
-    await emu.apply_faults(
-        request, RequestFacts("batches.delete", "DELETE", request.path, None, ident.label, ident.project), entry
-    )
-    _owned(emu, job_id, ident.project)
+    await _caller_job(emu, request, entry, job_id, "batches.delete")
     del emu.batches.jobs[job_id]
     return json_response({})

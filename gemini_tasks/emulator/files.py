@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from .bounded import put_bounded, unused_id
 from .wire import rfc3339
 
 FILE_TTL_SECONDS = 48 * 3600.0
@@ -113,20 +114,13 @@ class FileStore:
         return "emu-" + secrets.token_urlsafe(18)
 
     def new_file_id(self) -> str:
-        while True:
-            fid = secrets.token_hex(6)
-            if fid not in self.files:
-                return fid
+        return unused_id(self.files, 6)
 
     def add_session(self, session: UploadSession) -> None:
-        self.sessions[session.upload_id] = session
-        while len(self.sessions) > MAX_SESSIONS:
-            self.sessions.popitem(last=False)
+        put_bounded(self.sessions, session.upload_id, session, MAX_SESSIONS)
 
     def add_file(self, f: StoredFile) -> None:
-        self.files[f.id] = f
-        while len(self.files) > MAX_FILES:
-            self.files.popitem(last=False)
+        put_bounded(self.files, f.id, f, MAX_FILES)
 
     def get(self, file_id: str, now: float) -> StoredFile | None:
         f = self.files.get(file_id)

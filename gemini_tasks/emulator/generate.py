@@ -8,14 +8,15 @@ gets a scripted 200-shaped fault (blocked, empty, ...) does, as the real API wou
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
 from aiohttp import web
 
 from . import images, structured, tiers, tts, wire
+from .bodies import read_json_object
 from .content import Summary, instruction_text, summarize, text_tokens
+from .auth import Identity
 from .shared_state import Emulator
 from .faults import RequestFacts, Rule
 from .files import advance
@@ -31,46 +32,15 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
     return web.Response(body=wire.dumps(obj), status=status, headers=h)
 
 
-async def handle(  # noqa: C901 - over the limit before it was set; split when next changed
+async def handle(
     emu: Emulator, request: web.Request, entry: dict[str, Any], version: str, model_path: str, method: str
 ) -> web.StreamResponse:
-    model = wire.bare_model(model_path)
-    entry["model"] = model
-    ident = emu.authenticate(request, entry)
-
-    limit = emu.config["max_request_mb"] * 1024 * 1024
-    if (request.content_length or 0) > limit:
-        raise wire.ApiError(400, f"Request payload size exceeds the limit: {limit} bytes.")
-    raw = await request.read()
-    entry["bytes_in"] = len(raw)
-    if len(raw) > limit:
-        raise wire.ApiError(400, f"Request payload size exceeds the limit: {limit} bytes.")
-    try:
-        body = json.loads(raw) if raw else {}
-    except ValueError:
-        raise wire.ApiError(400, "Invalid JSON payload received. Unexpected token.") from None
-    if not isinstance(body, dict):
-        raise wire.ApiError(400, "Invalid JSON payload received. Expected an object.")
-    req = wire.normalize(body)
-    gen = req.get("generation_config") or {}
-    if not isinstance(gen, dict):
-        raise wire.ApiError(400, "Invalid value at 'generation_config': expected an object")
-    entry["generation_config"] = gen
+    model, ident = model_and_caller(emu, request, entry, model_path)
+    req, gen = await _read_request(emu, request, entry)
     tier = tiers.parse_tier(req)
     entry["service_tier"] = tier
     entry["system_instruction"] = instruction_text(req.get("system_instruction"))
-
-    now = time.time()
-    store = emu.files
-
-    def file_size(fid: str) -> int | None:
-        f = store.get(fid, now)
-        return f.size if f is not None and f.project == ident.project else None
-
-    summary = summarize(req.get("contents"), request.host, file_size, emu.config["echo_max_chars"])
-    entry["parts"] = summary.parts
-    entry["fingerprint"] = summary.fingerprint
-    entry["prompt_tokens"] = summary.prompt_tokens
+    summary = _summarize(emu, request, entry, req, ident.project)
 
     facts = RequestFacts(method, "POST", request.path, model, ident.label, ident.project, summary.prompt_text)
     facts.service_tier = tier
@@ -78,7 +48,65 @@ async def handle(  # noqa: C901 - over the limit before it was set; split when n
     if method != "countTokens":
         rule, tier = await tiers.apply(emu, tier, rule, entry)
 
-    # ---- validation
+    modalities, voices = _check_modalities(emu, model, gen, method)
+    _check_file_refs(emu, summary, ident.project)
+    if method == "countTokens":
+        return json_response({"totalTokens": summary.prompt_tokens, "promptTokensDetails": summary.tokens_details()})
+
+    emu.check_quota(ident, model, summary.prompt_tokens)
+    emu.responses += 1
+    rid = f"emu-{emu.responses:08x}"
+    stream = method == "streamGenerateContent"
+    if rule is not None:
+        return await _faulted(emu, request, rule, model, rid, summary, stream)
+    if "AUDIO" in modalities:
+        return await _speech(emu, request, entry, model, rid, summary, voices, stream, tier)
+    if images.wants_image(model, modalities):
+        body = images.answer(entry, model, rid, summary, gen, _usage)
+        return await _sse(request, [body]) if stream else json_response(body)
+    return await _text(emu, request, model, rid, summary, gen, tier, stream)
+
+
+def model_and_caller(emu: Emulator, request: web.Request, entry: dict[str, Any], model_path: str) -> tuple[str, Identity]:
+    """The bare model name of ``models/…`` and the caller (by its key), both recorded in the log entry."""
+    model = wire.bare_model(model_path)
+    entry["model"] = model
+    return model, emu.authenticate(request, entry)
+
+
+async def _read_request(emu: Emulator, request: web.Request,
+                        entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The normalised request and its ``generation_config`` (which must be an object); the body's size is in the
+    log entry even when it is refused as too large."""
+    body, _size = await read_json_object(request, emu.config["max_request_mb"] * 1024 * 1024, entry)
+    req = wire.normalize(body)
+    gen = req.get("generation_config") or {}
+    if not isinstance(gen, dict):
+        raise wire.ApiError(400, "Invalid value at 'generation_config': expected an object")
+    entry["generation_config"] = gen
+    return req, gen
+
+
+def _summarize(emu: Emulator, request: web.Request, entry: dict[str, Any], req: dict[str, Any],
+               project: str) -> Summary:
+    """The request's contents summed up (parts, fingerprint, tokens; files of ``project`` by their size)."""
+    now = time.time()
+    store = emu.files
+
+    def file_size(fid: str) -> int | None:
+        f = store.get(fid, now)
+        return f.size if f is not None and f.project == project else None
+
+    summary = summarize(req.get("contents"), request.host, file_size, emu.config["echo_max_chars"])
+    entry["parts"] = summary.parts
+    entry["fingerprint"] = summary.fingerprint
+    entry["prompt_tokens"] = summary.prompt_tokens
+    return summary
+
+
+def _check_modalities(emu: Emulator, model: str, gen: dict[str, Any], method: str) -> tuple[list[str], list[str]]:
+    """The response modalities asked for and the voices of a speech request; a TTS model asked for anything but
+    audio is refused as the API refuses it."""
     modalities = [str(m).upper() for m in gen.get("response_modalities") or ()]
     audio = "AUDIO" in modalities
     voices: list[str] = []
@@ -91,31 +119,26 @@ async def handle(  # noqa: C901 - over the limit before it was set; split when n
             f"The requested combination of response modalities ({mods}) is not supported by the model. "
             f"models/{model} accepts the following combination of response modalities:\n* AUDIO\n",
         )
+    return modalities, voices
+
+
+def _check_file_refs(emu: Emulator, summary: Summary, project: str) -> None:
+    """Every Files API file the request names belongs to ``project`` and is ACTIVE (each read advances it)."""
     now = time.time()
     cfg = emu.config
     for ref in summary.file_refs:
-        f = store.get(ref.file_id, now)
-        if f is None or f.project != ident.project:
+        f = emu.files.get(ref.file_id, now)
+        if f is None or f.project != project:
             raise wire.file_denied(ref.file_id)
         advance(f, now, cfg["file_active_after_gets"], cfg["file_active_after_seconds"])
         if f.state != "ACTIVE":
             raise wire.file_not_active(ref.file_id)
 
-    if method == "countTokens":
-        return json_response({"totalTokens": summary.prompt_tokens, "promptTokensDetails": summary.tokens_details()})
 
-    emu.check_quota(ident, model, summary.prompt_tokens)
-
-    emu.responses += 1
-    rid = f"emu-{emu.responses:08x}"
-    stream = method == "streamGenerateContent"
-    if rule is not None:
-        return await _faulted(emu, request, rule, model, rid, summary, stream)
-    if audio:
-        return await _speech(emu, request, entry, model, rid, summary, voices, stream, tier)
-    if images.wants_image(model, modalities):
-        body = images.answer(entry, model, rid, summary, gen, _usage)
-        return await _sse(request, [body]) if stream else json_response(body)
+async def _text(emu: Emulator, request: web.Request, model: str, rid: str, summary: Summary, gen: dict[str, Any],
+                tier: str, stream: bool) -> web.StreamResponse:
+    """A text answer (with thoughts when asked for): one body, or chunks spaced as the real API streams them."""
+    cfg = emu.config
     text = _answer_text(model, summary, gen, cfg["echo_max_chars"])
     usage = _usage(summary, text_tokens(text))
     usage["serviceTier"] = tier
@@ -123,7 +146,6 @@ async def handle(  # noqa: C901 - over the limit before it was set; split when n
     if thoughts:
         usage["thoughtsTokenCount"] = sum(text_tokens(t["text"]) for t in thoughts)
     if stream:
-        # several chunks, spaced by stream_chunk_delay_seconds, as the real API streams tokens
         pieces = _split(text, max(1, int(cfg["stream_chunks"])))
         chunks = [_text_chunk(p, model, rid) for p in pieces]
         chunks[0]["candidates"][0]["content"]["parts"][:0] = thoughts
@@ -233,15 +255,15 @@ async def _speech(
         rate = tts.DEFAULT_RATE
         pcm = tts.pcm(seconds, rate, tts.period_for(voices))
         step = rate * 2
-        chunks = []
+        chunks: list[dict[str, Any]] = []
         for i in range(0, max(1, len(pcm)), step):
             part = {"inlineData": {"mimeType": mime, "data": wire.b64(pcm[i : i + step])}}
             chunks.append(
                 {"candidates": [{"content": {"role": "model", "parts": [part]}, "index": 0}],
                  "modelVersion": model, "responseId": rid}
             )  # fmt: skip
-        chunks[-1]["candidates"][0]["finishReason"] = "STOP"  # type: ignore[index]
-        chunks[-1]["usageMetadata"] = usage  # type: ignore[assignment]
+        chunks[-1]["candidates"][0]["finishReason"] = "STOP"
+        chunks[-1]["usageMetadata"] = usage
         entry["audio_bytes"] = len(pcm)
         return await _sse(request, chunks)
     data, n_bytes = tts.synthesize(seconds, mime, voices)

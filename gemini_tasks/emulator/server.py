@@ -12,7 +12,7 @@ import logging
 import re
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +35,8 @@ _DOWNLOAD_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/files/(?P<id>[^/
 _BATCH_CREATE_RE = re.compile(
     r"^(?P<prefix>.*?)/(?P<version>v1\w*)/(?P<model>models/[^:/]+):batchGenerateContent$"
 )
-_BATCH_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/batches/(?P<id>[^/:]+)(?P<cancel>:cancel)?$")
+_BATCH_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/batches/(?P<id>[^/:]+)$")
+_BATCH_CANCEL_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/batches/(?P<id>[^/:]+):cancel$")
 _BATCHES_RE = re.compile(r"^(?P<prefix>.*?)/(?P<version>v1\w*)/batches$")
 
 MAX_BODY_BYTES = 1024 * 1024 * 1024
@@ -43,60 +44,49 @@ _ERROR_HEADERS = {"Content-Type": wire.JSON_CT}
 _UPLOAD_ERROR_HEADERS = {"Content-Type": wire.JSON_CT, "X-Goog-Upload-Status": "final"}
 
 
-def _route(emu: Emulator, request: web.Request, entry: dict[str, Any]):  # -> awaitable response  # noqa: C901 - over the limit before it was set; split when next changed
-    path = request.path
-    method = request.method
-    if method == "POST":
-        m = _GENERATE_RE.match(path)
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+def _generate(emu: Emulator, request: web.Request, entry: dict[str, Any], version: str, model: str,
+              method: str) -> Awaitable[web.StreamResponse]:
+    entry["endpoint"] = method
+    return generate.handle(emu, request, entry, version, model, method)
+
+
+def _upload(emu: Emulator, request: web.Request, entry: dict[str, Any], prefix: str,
+            version: str) -> Awaitable[web.StreamResponse]:
+    upload_id = request.query.get("upload_id")
+    if upload_id:
+        entry["endpoint"] = "upload_chunk"
+        return files_api.upload_chunk(emu, request, entry, upload_id)
+    entry["endpoint"] = "upload_start"
+    return files_api.upload_start(emu, request, entry, prefix, version)
+
+
+#: (HTTP method, path, endpoint (None: the handler names it), handler, the path's parts it is given), in order
+_ROUTES: tuple[tuple[str, re.Pattern[str], str | None, Handler, tuple[str, ...]], ...] = (
+    ("POST", _GENERATE_RE, None, _generate, ("version", "model", "method")),
+    ("POST", _UPLOAD_RE, None, _upload, ("prefix", "version")),
+    ("POST", _BATCH_CREATE_RE, "batches.create", batches.create, ("prefix", "version", "model")),
+    ("POST", _BATCH_CANCEL_RE, "batches.cancel", batches.cancel, ("id",)),
+    ("GET", _FILE_RE, "files.get", files_api.files_get, ("id",)),
+    ("GET", _FILES_RE, "files.list", files_api.files_list, ()),
+    ("GET", _DOWNLOAD_RE, "files.download", files_api.files_download, ("id",)),
+    ("GET", _BATCH_RE, "batches.get", batches.get, ("id",)),
+    ("GET", _BATCHES_RE, "batches.list", batches.list_jobs, ()),
+    ("DELETE", _FILE_RE, "files.delete", files_api.files_delete, ("id",)),
+    ("DELETE", _BATCH_RE, "batches.delete", batches.delete, ("id",)),
+)
+
+
+def _route(emu: Emulator, request: web.Request, entry: dict[str, Any]) -> Awaitable[web.StreamResponse] | None:
+    """The handler call for this request (its endpoint recorded in ``entry``), or None: no such endpoint."""
+    for method, pattern, endpoint, handler, parts in _ROUTES:
+        m = pattern.match(request.path) if method == request.method else None
         if m:
-            entry["endpoint"] = m["method"]
-            return generate.handle(emu, request, entry, m["version"], m["model"], m["method"])
-        m = _UPLOAD_RE.match(path)
-        if m:
-            upload_id = request.query.get("upload_id")
-            if upload_id:
-                entry["endpoint"] = "upload_chunk"
-                return files_api.upload_chunk(emu, request, entry, upload_id)
-            entry["endpoint"] = "upload_start"
-            return files_api.upload_start(emu, request, entry, m["prefix"], m["version"])
-        m = _BATCH_CREATE_RE.match(path)
-        if m:
-            entry["endpoint"] = "batches.create"
-            return batches.create(emu, request, entry, m["prefix"], m["version"], m["model"])
-        m = _BATCH_RE.match(path)
-        if m and m["cancel"]:
-            entry["endpoint"] = "batches.cancel"
-            return batches.cancel(emu, request, entry, m["id"])
-    elif method == "GET":
-        m = _FILE_RE.match(path)
-        if m:
-            entry["endpoint"] = "files.get"
-            return files_api.files_get(emu, request, entry, m["id"])
-        m = _FILES_RE.match(path)
-        if m:
-            entry["endpoint"] = "files.list"
-            return files_api.files_list(emu, request, entry)
-        m = _DOWNLOAD_RE.match(path)
-        if m:
-            entry["endpoint"] = "files.download"
-            return files_api.files_download(emu, request, entry, m["id"])
-        m = _BATCH_RE.match(path)
-        if m and not m["cancel"]:
-            entry["endpoint"] = "batches.get"
-            return batches.get(emu, request, entry, m["id"])
-        m = _BATCHES_RE.match(path)
-        if m:
-            entry["endpoint"] = "batches.list"
-            return batches.list_jobs(emu, request, entry)
-    elif method == "DELETE":
-        m = _FILE_RE.match(path)
-        if m:
-            entry["endpoint"] = "files.delete"
-            return files_api.files_delete(emu, request, entry, m["id"])
-        m = _BATCH_RE.match(path)
-        if m and not m["cancel"]:
-            entry["endpoint"] = "batches.delete"
-            return batches.delete(emu, request, entry, m["id"])
+            if endpoint is not None:
+                entry["endpoint"] = endpoint
+            return handler(emu, request, entry, *(m[p] for p in parts))
     return None
 
 

@@ -22,12 +22,12 @@ The keeper is safe to use from many threads; after a fork (prefork pool) the chi
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from gemini_tasks.keys.background import PerProcess, Ticker
 from gemini_tasks.keys.pool import LEASE_TTL, KeyPool, Lease
 
 log = logging.getLogger("gemini_tasks.keys")
@@ -42,20 +42,19 @@ class Held:
     renewals: int = 0
 
 
-class LeaseKeeper:
+class LeaseKeeper(Ticker):
     """Renews held leases every ``ttl / 4`` seconds from one daemon thread (started on first use)."""
+
+    thread_name = "gemini-tasks-lease-keeper"
 
     def __init__(self, ttl: float = LEASE_TTL, interval: float | None = None) -> None:
         if ttl <= 0:
             raise ValueError(f"lease ttl must be > 0, got {ttl!r}")
         self.ttl = float(ttl)
-        self.interval = float(interval) if interval is not None else self.ttl / 4
+        super().__init__(float(interval) if interval is not None else self.ttl / 4)
         self._lock = threading.Lock()
         self._pools: dict[tuple[int, str], KeyPool] = {}
         self._held: dict[tuple[int, str], dict[str, Held]] = {}
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @contextmanager
     def hold(self, pool: KeyPool, lease: Lease) -> Iterator[Held]:
@@ -65,8 +64,7 @@ class LeaseKeeper:
         with self._lock:
             self._pools.setdefault(where, pool)
             self._held.setdefault(where, {})[lease.lease_id] = held
-        if self._thread is None or not self._thread.is_alive():
-            self.start()  # normally started before admission (lease_keeper()): nothing to wait for here
+        self.start()  # normally started before admission (lease_keeper()): nothing to wait for here
         try:
             yield held
         finally:
@@ -98,35 +96,24 @@ class LeaseKeeper:
     def start(self) -> LeaseKeeper:
         """Start the renewal thread (idempotent). Done before the first admission, so starting a thread never
         delays a call between its admission and its send (the quota windows count from admission)."""
-        if self._thread is not None and self._thread.is_alive():
-            return self
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="gemini-tasks-lease-keeper", daemon=True)
-                self._thread.start()
+        super().start()
         return self
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.renew_now()
-
-    def stop(self) -> None:
-        self._stop.set()
+    def tick(self) -> None:
+        self.renew_now()
 
 
-_keepers: dict[int, LeaseKeeper] = {}
-_keepers_lock = threading.Lock()
+_keepers: PerProcess[LeaseKeeper] = PerProcess()
 
 
 def lease_keeper(ttl: float | None = None) -> LeaseKeeper:
     """This process's keeper (the TTL from ``GEMINI_TASKS_LEASE_TTL`` unless given on first use)."""
-    pid = os.getpid()
-    with _keepers_lock:
-        keeper = _keepers.get(pid)
-        if keeper is None:
-            if ttl is None:
-                from gemini_tasks.settings import get_settings
 
-                ttl = get_settings().lease_ttl
-            keeper = _keepers[pid] = LeaseKeeper(ttl)
-    return keeper.start()
+    def make() -> LeaseKeeper:
+        if ttl is not None:
+            return LeaseKeeper(ttl)
+        from gemini_tasks.settings import get_settings
+
+        return LeaseKeeper(get_settings().lease_ttl)
+
+    return _keepers.get(make).start()

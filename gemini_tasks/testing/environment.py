@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Protocol
 
 #: Variables a stack's processes never inherit from the process that starts the stack: keys, where Redis, the
 #: broker and the endpoint are, and every setting of gemini-tasks, Celery and Flower.
@@ -59,6 +61,43 @@ def stack_environ(redis_url: str, emulator_url: str, secrets: Mapping[str, str],
         env["CELERY_BROKER_URL"] = broker_url
     env.update(extra)
     return env
+
+
+def entrypoint_environ(tmp_dir: str | os.PathLike[str], **extra: str) -> dict[str, str]:
+    """The environment to run the worker image's scripts (``workers/entrypoint.sh``, ``healthcheck.sh``) on this
+    host: this process's without keys, Celery or ``WORKER_`` settings, this interpreter's directory first on
+    ``PATH`` (its ``celery`` and ``gemini-tasks``), temporary files in ``tmp_dir``, and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKER_", "GEMINI_API_KEY", "CELERY_"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["TMPDIR"] = os.fspath(tmp_dir)
+    env.update(extra)
+    return env
+
+
+class EnvPatch(Protocol):
+    """What :func:`held_keys` needs of pytest's ``monkeypatch``: it sets and deletes, and puts back afterwards."""
+
+    def setenv(self, name: str, value: str, prepend: str | None = None) -> None: ...
+
+    def delenv(self, name: str, raising: bool = True) -> None: ...
+
+
+@contextlib.contextmanager
+def held_keys(patch: EnvPatch, secrets: Mapping[str, str], **variables: str) -> Iterator[None]:
+    """Through ``patch`` (pytest's ``monkeypatch``, which restores the environment when the test ends): this
+    process holds exactly ``secrets`` as its keys, with ``variables`` set (``REDIS_URL=...``); the settings are
+    re-read on entry and on exit."""
+    from gemini_tasks.settings import get_settings
+
+    for name in [n for n in os.environ if n.startswith("GEMINI_API_KEY")]:
+        patch.delenv(name)
+    for name, value in {**secrets, **variables}.items():
+        patch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        get_settings.cache_clear()
 
 
 @contextlib.contextmanager

@@ -14,7 +14,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
 class WorkerStartError(RuntimeError):
@@ -83,6 +86,14 @@ class WorkerProcess:
         app.conf.update(accept_content=["json"], task_serializer="json", result_serializer="json")
         if self.broker_url().startswith("sentinel"):  # kombu needs the master's name beside the URL
             app.conf.broker_transport_options = {"master_name": self.env.get("REDIS_SENTINEL_MASTER") or "mymaster"}
+        try:
+            self.await_ping(app, timeout)
+        finally:
+            app.close()
+
+    def await_ping(self, app: Celery, timeout: float) -> None:
+        """Block until this worker answers a ping sent through ``app`` (a Celery app on its broker); stop it and
+        raise :class:`WorkerStartError` when it exits first or does not answer within ``timeout`` seconds."""
         node = self.name.replace("%h", os.uname().nodename)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -93,10 +104,8 @@ class WorkerProcess:
             except Exception:  # noqa: BLE001 - the broker may still be starting
                 replies = []
             if any(node in r for r in replies):
-                app.close()
                 return
             time.sleep(0.2)
-        app.close()
         self.stop()
         raise WorkerStartError(f"worker {node} did not answer a ping within {timeout}s:\n{self.log_tail()}")
 

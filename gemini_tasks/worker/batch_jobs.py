@@ -37,15 +37,8 @@ from gemini_tasks.gemini import tts as tts_lib
 from gemini_tasks.gemini.classification import classify
 from gemini_tasks.gemini.client import get_client
 from gemini_tasks.gemini.config import build_generate_config
-from gemini_tasks.gemini.errors import (
-    INVALID_KEY,
-    PERSISTENT,
-    RATE_LIMITED,
-    TRANSIENT,
-    CallError,
-    GeminiCallFailed,
-    error_message,
-)
+from gemini_tasks.gemini.errors import (INVALID_KEY, PERSISTENT, RATE_LIMITED, TRANSIENT, CallError, GeminiCallFailed,
+                                        error_message)
 from gemini_tasks.gemini.response import extract_audio, extract_text, usage_dict
 from gemini_tasks.gemini.validation import from_wire
 from gemini_tasks.keys.redis_conn import get_redis

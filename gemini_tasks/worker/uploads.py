@@ -7,17 +7,18 @@ and the file's SHA-256, so a retry (or another task sending the same file) does 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 
 import redis
 from google import genai
 from google.genai import types
 
 from gemini_tasks.gemini.errors import PERSISTENT, TRANSIENT, CallError, GeminiCallFailed
+from gemini_tasks.gemini.media_files import sha256_of
 from gemini_tasks.keys.names import upload_key
 
 log = logging.getLogger("gemini_tasks")
@@ -26,43 +27,26 @@ log = logging.getLogger("gemini_tasks")
 REUSE_SECONDS = 46 * 3600
 
 
-def file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
+@dataclass(eq=False)  # a resolver, compared by identity
 class ProjectUploads:
-    """A path resolver for :func:`gemini_tasks.gemini.content.build_contents` that uploads ``paths``."""
+    """A path resolver for :func:`gemini_tasks.gemini.content.build_contents` that uploads ``upload_paths`` (and
+    inlines any other path); ``uploaded`` and ``reused`` count what it did."""
 
-    def __init__(
-        self,
-        store: redis.Redis,
-        prefix: str,
-        project: str,
-        client: genai.Client,
-        upload_paths: set[str],
-        *,
-        poll_interval: float = 0.5,
-        active_timeout: float = 300.0,
-    ) -> None:
-        self.store = store
-        self.prefix = prefix
-        self.project = project
-        self.client = client
-        self.upload_paths = upload_paths
-        self.poll_interval = poll_interval
-        self.active_timeout = active_timeout
-        self.uploaded = 0
-        self.reused = 0
+    store: redis.Redis
+    prefix: str
+    project: str
+    client: genai.Client
+    upload_paths: set[str]
+    poll_interval: float = field(default=0.5, kw_only=True)
+    active_timeout: float = field(default=300.0, kw_only=True)
+    uploaded: int = field(default=0, init=False)
+    reused: int = field(default=0, init=False)
 
     def __call__(self, path: str, mime_type: str, kind: str) -> types.Part | types.File:
         if path not in self.upload_paths:
             with open(path, "rb") as handle:
                 return types.Part(inline_data=types.Blob(data=handle.read(), mime_type=mime_type))
-        digest = file_digest(path)
+        digest = sha256_of(path)
         key = upload_key(self.prefix, self.project, digest, mime_type)
         cached = self.store.get(key)
         if cached:

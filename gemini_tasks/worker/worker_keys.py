@@ -21,6 +21,7 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 
+from gemini_tasks.keys.background import PerProcess, Ticker
 from gemini_tasks.keys.pool import FingerprintConflict, KeyPool
 from gemini_tasks.keys.states import DEFAULT_KEY_SETTINGS, FREE
 from gemini_tasks.settings import key_env_names, load_env_file
@@ -66,15 +67,15 @@ def announce(pool: KeyPool) -> list[str]:
     return held
 
 
-class PoolWatcher:
+class PoolWatcher(Ticker):
     """Announces this host's keys to pools, and again whenever a pool's epoch changes (Redis lost its state)."""
 
+    thread_name = "gemini-tasks-pool-watcher"
+
     def __init__(self, interval: float = WATCH_INTERVAL) -> None:
-        self.interval = interval
+        super().__init__(interval)
         self._pools: dict[tuple[int, str], tuple[KeyPool, str | None]] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def add(self, pool: KeyPool) -> None:
         """Announce to ``pool`` now (once) and keep watching it."""
@@ -84,9 +85,7 @@ class PoolWatcher:
                 return
             announce(pool)
             self._pools[where] = (pool, pool.epoch())
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="gemini-tasks-pool-watcher", daemon=True)
-                self._thread.start()
+        self.start()
 
     def check_now(self) -> int:
         """Re-announce to every pool whose epoch changed; returns how many."""
@@ -128,25 +127,16 @@ class PoolWatcher:
             self._pools[where] = (pool, pool.epoch())
         return True
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.check_now()
-
-    def stop(self) -> None:
-        self._stop.set()
+    def tick(self) -> None:
+        self.check_now()
 
 
-_watchers: dict[int, PoolWatcher] = {}
-_watchers_lock = threading.Lock()
+_watchers: PerProcess[PoolWatcher] = PerProcess()
 
 
 def pool_watcher() -> PoolWatcher:
     """This process's watcher (one per process: a forked child gets its own)."""
-    pid = os.getpid()
-    with _watchers_lock:
-        if pid not in _watchers:
-            _watchers[pid] = PoolWatcher()
-        return _watchers[pid]
+    return _watchers.get(PoolWatcher)
 
 
 @worker_ready.connect

@@ -66,7 +66,7 @@ def _manager(stack, keys, **kw):
     from gemini_tasks import AdvancedApiKeyManager
 
     kw.setdefault("pool", "bad-input-pool")
-    return AdvancedApiKeyManager(keys, redis_url=stack["url"], **kw)
+    return AdvancedApiKeyManager(keys, redis_url=stack.url, **kw)
 
 
 class Unserialisable:
@@ -185,8 +185,8 @@ def _queued(client) -> int:
 
 @pytest.mark.parametrize("case_id,call,exc,pattern", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_refused_before_enqueueing(stack, manager, files, case_id, call, exc, pattern):
-    assert stack["worker"] is None, "the table must run before a worker consumes the queues"
-    emu, client = stack["emu"], stack["redis"]
+    assert not stack.workers, "the table must run before a worker consumes the queues"
+    emu, client = stack.control, stack.redis
     calls = len(emu.log())
     with pytest.raises(exc, match=pattern):
         call(manager, files, stack)
@@ -199,7 +199,7 @@ def test_at_least_25_bad_inputs():
 
 
 def test_one_bad_entry_rejects_the_whole_batch_before_enqueueing(stack, manager, files, request):
-    emu, client = stack["emu"], stack["redis"]
+    emu, client = stack.control, stack.redis
     prompts = [{"prompt": f"fine {i}", "metadata": {"i": i}} for i in range(5)]
     prompts[3] = {"prompt": "<audio>", "audio_path": files["missing"], "metadata": {"i": 3}}
     calls = len(emu.log())

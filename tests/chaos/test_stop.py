@@ -19,15 +19,12 @@ CALL = 5.0
     os.environ.get("GEMINI_TASKS_HEAVY") != "1", reason="heavy variant: set GEMINI_TASKS_HEAVY=1"))])
 def test_sigterm_finishes_the_call_in_flight_and_hands_back_the_rest(stack, pool):
     from gemini_tasks import GeminiParallelProcessor
-    from gemini_tasks.testing.local_fleet import WorkerProcess
 
     ctl = stack.control
     ctl.reset()
     rule = ctl.add_fault(action="latency", seconds=CALL, prompt_contains="STOP-")
     env = {"GEMINI_TASKS_REQUEST_TIMEOUT": "30"}
-    victim = WorkerProcess(stack.env(**env), pool=pool, concurrency=4, loglevel="INFO")
-    stack.workers.append(victim)
-    victim.start(timeout=60)
+    victim = stack.worker(pool=pool, concurrency=4, **env)
     # one key, one call at a time: one request calls, three wait for the key in the worker's slots
     manager = stack.manager(KEY_IDS[:1])
     proc = GeminiParallelProcessor(manager, "gemini-2.5-flash", worker_cooldown_seconds=0, api_call_interval=0)

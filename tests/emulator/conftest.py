@@ -18,23 +18,13 @@ for _var in ("GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_ENTERPRISE"):
 from google import genai  # noqa: E402
 from google.genai import types  # noqa: E402
 
-from gemini_tasks.emulator.runner import EmulatorThread  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def emulator_thread():
-    emu = EmulatorThread().start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
-
 
 @pytest.fixture
-def emu(emulator_thread):
-    """The shared emulator, back to its start-up state (config, windows, files, faults, log)."""
-    emulator_thread.control.reset()
-    return emulator_thread
+def emu(emulator):
+    """The session's emulator (gemini_tasks/testing/pytest_plugin.py), back to its start-up state (config,
+    windows, files, faults, log). Here ``emu`` is the emulator thread itself; ``ctl`` its control client."""
+    emulator.control.reset()
+    return emulator
 
 
 @pytest.fixture

@@ -12,11 +12,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from gemini_tasks.testing.environment import entrypoint_environ
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = ROOT / "workers"
@@ -146,16 +147,8 @@ def test_compose_client_accepts_the_file(tmp_path):
 # ------------------------------------------------------------------------------------------ the entrypoint
 
 
-def entrypoint_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKER_", "GEMINI_API_KEY", "CELERY_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["TMPDIR"] = str(tmp_path)
-    env.update(extra)
-    return env
-
-
 def test_entrypoint_runs_other_commands_and_drops_empty_variables(tmp_path):
-    env = entrypoint_env(tmp_path, GOOGLE_GEMINI_BASE_URL="", GEMINI_TASKS_POOL="")
+    env = entrypoint_environ(tmp_path, GOOGLE_GEMINI_BASE_URL="", GEMINI_TASKS_POOL="")
     out = subprocess.run(["sh", str(WORKERS / "entrypoint.sh"), "python", "-c",
                           "import os; print(sorted(k for k in ('GOOGLE_GEMINI_BASE_URL', 'GEMINI_TASKS_POOL') "
                           "if k in os.environ))"], env=env, capture_output=True, text=True, timeout=30)
@@ -173,8 +166,8 @@ def test_entrypoint_starts_a_named_worker_with_soft_shutdown(tmp_path):
     from gemini_tasks.testing.local_redis import RedisServer
 
     server = RedisServer().start()
-    env = entrypoint_env(tmp_path, REDIS_URL=server.url, WORKER_QUEUES="batch,interactive", WORKER_CONCURRENCY="3",
-                         WORKER_SOFT_SHUTDOWN_TIMEOUT="7", WORKER_LOGLEVEL="WARNING")
+    env = entrypoint_environ(tmp_path, REDIS_URL=server.url, WORKER_QUEUES="batch,interactive", WORKER_CONCURRENCY="3",
+                             WORKER_SOFT_SHUTDOWN_TIMEOUT="7", WORKER_LOGLEVEL="WARNING")
     log = open(tmp_path / "worker.log", "wb")
     proc = subprocess.Popen(["sh", str(WORKERS / "entrypoint.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True, cwd=str(ROOT))

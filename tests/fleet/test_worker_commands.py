@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from gemini_tasks.testing.environment import entrypoint_environ
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKERS = ROOT / "workers"
 CLI = [sys.executable, "-m", "gemini_tasks.ops.cli"]
@@ -89,12 +91,19 @@ def test_cli_worker_trims_queue_names(fleet, tmp_path):
             probe.close()
 
 
-def entrypoint_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKER_", "GEMINI_API_KEY", "CELERY_"))}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["TMPDIR"] = str(tmp_path)
-    env.update(extra)
-    return env
+def _start_entrypoint(env: dict[str, str]) -> subprocess.Popen:
+    """workers/entrypoint.sh with ``env``, in a process group of its own (``_stop`` ends it)."""
+    return subprocess.Popen(["sh", str(WORKERS / "entrypoint.sh")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True, cwd=str(ROOT))
+
+
+def _recorded_node(tmp_path: Path, timeout: float = 30) -> str:
+    """The node name the entrypoint recorded for the health check (in ``$TMPDIR``), once it is written."""
+    node_file = tmp_path / "gemini-tasks-worker-node"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not (node_file.exists() and node_file.read_text().strip()):
+        time.sleep(0.1)
+    return node_file.read_text().strip()
 
 
 def healthcheck(env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -112,18 +121,13 @@ def test_entrypoint_custom_worker_name_passes_the_health_check(tmp_path, worker_
     from gemini_tasks.testing.local_redis import RedisServer
 
     with RedisServer() as server:
-        env = entrypoint_env(tmp_path, REDIS_URL=server.url, WORKER_NAME=worker_name, WORKER_CONCURRENCY="2",
-                             WORKER_QUEUES="batch, interactive", WORKER_LOGLEVEL="WARNING",
-                             HEALTHCHECK_PING_TIMEOUT="3")
-        proc = subprocess.Popen(["sh", str(WORKERS / "entrypoint.sh")], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True, cwd=str(ROOT))
+        env = entrypoint_environ(tmp_path, REDIS_URL=server.url, WORKER_NAME=worker_name, WORKER_CONCURRENCY="2",
+                                 WORKER_QUEUES="batch, interactive", WORKER_LOGLEVEL="WARNING",
+                                 HEALTHCHECK_PING_TIMEOUT="3")
+        proc = _start_entrypoint(env)
         probe = _probe(server.url)
         try:
-            node_file = tmp_path / "gemini-tasks-worker-node"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not (node_file.exists() and node_file.read_text().strip()):
-                time.sleep(0.1)
-            node = node_file.read_text().strip()
+            node = _recorded_node(tmp_path)
             assert "%" not in node and "@" in node, node
             _wait_node(probe, node, proc)  # Celery's own node name is the recorded one
             queues = probe.control.inspect(destination=[node], timeout=2).active_queues()[node]
@@ -140,19 +144,14 @@ def test_entrypoint_solo_worker_is_healthy_during_a_long_call(fleet, fleet_emu, 
     from gemini_tasks.testing.local_redis import RedisServer
 
     with RedisServer() as server:
-        env = entrypoint_env(tmp_path, **{k: v for k, v in fleet.env.items() if k.startswith("GEMINI_API_KEY")},
-                             REDIS_URL=server.url, GOOGLE_GEMINI_BASE_URL=fleet.emulator.url, WORKER_POOL="solo",
-                             WORKER_LOGLEVEL="WARNING", HEALTHCHECK_PING_TIMEOUT="2",
-                             GEMINI_TASKS_REQUEST_TIMEOUT="30")
-        proc = subprocess.Popen(["sh", str(WORKERS / "entrypoint.sh")], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True, cwd=str(ROOT))
+        env = entrypoint_environ(tmp_path, **{k: v for k, v in fleet.env.items() if k.startswith("GEMINI_API_KEY")},
+                                 REDIS_URL=server.url, GOOGLE_GEMINI_BASE_URL=fleet.emulator.url, WORKER_POOL="solo",
+                                 WORKER_LOGLEVEL="WARNING", HEALTHCHECK_PING_TIMEOUT="2",
+                                 GEMINI_TASKS_REQUEST_TIMEOUT="30")
+        proc = _start_entrypoint(env)
         probe = _probe(server.url)
         try:
-            node_file = tmp_path / "gemini-tasks-worker-node"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not (node_file.exists() and node_file.read_text().strip()):
-                time.sleep(0.1)
-            _wait_node(probe, node_file.read_text().strip(), proc)
+            _wait_node(probe, _recorded_node(tmp_path), proc)
             assert healthcheck(env).returncode == 0
             fleet_emu.configure(latency_seconds=12)
             client_env = dict(fleet.env, REDIS_URL=server.url)

@@ -2,22 +2,14 @@
 
 The worker runs Celery's own WorkController (``start_worker``) with the threads pool, consuming both
 queues; the SDK talks HTTP to the emulator through ``GOOGLE_GEMINI_BASE_URL`` exactly as it would to Google.
+The emulator (``emulator``, ``emu``) is the session's, from gemini_tasks/testing/pytest_plugin.py.
 """
 
 from __future__ import annotations
 
-
 import pytest
 
 KEY_SECRETS = {f"GEMINI_API_KEY_{i}": f"emu-secret-{i:02d}-abcdefghijklmnop" for i in range(1, 5)}
-
-
-@pytest.fixture(scope="session")
-def emulator():
-    from gemini_tasks.emulator.runner import EmulatorThread
-
-    with EmulatorThread() as emu:
-        yield emu
 
 
 @pytest.fixture(scope="session")
@@ -47,15 +39,6 @@ def worker(celery_app):
     with start_worker(celery_app, pool="threads", concurrency=8, perform_ping_check=False,
                       queues=["interactive", "batch"], shutdown_timeout=30, loglevel="WARNING") as w:
         yield w
-
-
-@pytest.fixture
-def emu(emulator):
-    """The emulator's control client, reset to defaults for each test."""
-    control = emulator.control
-    control.reset()
-    yield control
-    control.clear_faults()
 
 
 @pytest.fixture

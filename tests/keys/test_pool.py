@@ -22,23 +22,15 @@ from gemini_tasks.keys import (
 )
 from gemini_tasks.keys.admission import WaitTooLong, acquire
 from gemini_tasks.keys.timeutil import PACIFIC
+from gemini_tasks.testing.environment import held_keys
 
 SECRETS = {f"GEMINI_API_KEY_{i}": f"test-secret-value-{i:04d}-xyz" for i in range(1, 7)}
 
 
 @pytest.fixture
 def env(monkeypatch, redis_url):
-    for name in list(__import__("os").environ):
-        if name.startswith("GEMINI_API_KEY"):
-            monkeypatch.delenv(name)
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    from gemini_tasks.settings import get_settings
-
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+    with held_keys(monkeypatch, SECRETS, REDIS_URL=redis_url):
+        yield
 
 
 def make(pool_name, keys=3, **kw) -> AdvancedApiKeyManager:

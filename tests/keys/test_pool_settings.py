@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from gemini_tasks.keys import AdmitPolicy, AdvancedApiKeyManager, KeyPool, Lease, Wait
+from gemini_tasks.testing.environment import held_keys
 from gemini_tasks.testing.local_redis import RedisServer
 
 SECRETS = {f"GEMINI_API_KEY_{i}": f"settings-secret-{i:04d}-xyz" for i in range(1, 4)}
@@ -18,17 +19,8 @@ IDS = sorted(SECRETS)
 
 @pytest.fixture
 def env(monkeypatch, redis_url):
-    for name in list(os.environ):
-        if name.startswith("GEMINI_API_KEY"):
-            monkeypatch.delenv(name)
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    from gemini_tasks.settings import get_settings
-
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+    with held_keys(monkeypatch, SECRETS, REDIS_URL=redis_url):
+        yield
 
 
 def _policy() -> AdmitPolicy:
@@ -92,17 +84,10 @@ def test_config_changes_take_effect_with_replace(env, pool_name):
 
 
 def test_pools_register_again_after_redis_lost_its_data(monkeypatch, pool_name):
-    for name in list(os.environ):
-        if name.startswith("GEMINI_API_KEY"):
-            monkeypatch.delenv(name)
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
-    from gemini_tasks.settings import get_settings
     from gemini_tasks.worker.worker_keys import PoolWatcher
 
-    with RedisServer() as server:  # no persistence: a restart loses everything
-        monkeypatch.setenv("REDIS_URL", server.url)
-        get_settings.cache_clear()
+    # no persistence: a restart loses everything
+    with RedisServer() as server, held_keys(monkeypatch, SECRETS, REDIS_URL=server.url):
         m = AdvancedApiKeyManager("all", paid_keys="all", pool=pool_name)
         watcher = PoolWatcher(interval=3600)  # a worker's watcher, driven by hand here
         watcher.add(KeyPool(m.pool.client, pool_name))
@@ -118,7 +103,6 @@ def test_pools_register_again_after_redis_lost_its_data(monkeypatch, pool_name):
         assert {s["category"] for s in summary.values()} == {"paid"}
         assert isinstance(m.pool.admit(IDS, _policy()), Lease)
         m.pool.client.close()
-    get_settings.cache_clear()
 
 
 def test_a_key_replaced_as_paid_does_not_keep_its_free_cooldown(env, pool_name):
@@ -131,15 +115,10 @@ def test_a_key_replaced_as_paid_does_not_keep_its_free_cooldown(env, pool_name):
 
 
 def test_a_worker_that_finds_no_usable_keys_announces_again_at_once(monkeypatch, pool_name):
-    for name in list(os.environ):
-        if name.startswith("GEMINI_API_KEY"):
-            monkeypatch.delenv(name)
-    for name, value in SECRETS.items():
-        monkeypatch.setenv(name, value)
     from gemini_tasks.keys import NoUsableKeys
     from gemini_tasks.worker.worker_keys import PoolWatcher
 
-    with RedisServer() as server:
+    with held_keys(monkeypatch, SECRETS), RedisServer() as server:
         client = redis.Redis.from_url(server.url)
         kp = KeyPool(client, pool_name)
         watcher = PoolWatcher(interval=3600)

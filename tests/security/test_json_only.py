@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from security_stack import celery_app_on, start_worker, worker_env
+from gemini_tasks.testing.stack import Stack
 
 SECRETS = {"GEMINI_API_KEY_J1": f"json-only-secret-{uuid.uuid4().hex}"}
 
@@ -31,25 +31,10 @@ class _Trap:
 
 @pytest.fixture(scope="module")
 def json_stack():
-    from gemini_tasks.emulator.runner import EmulatorThread
-    from gemini_tasks.testing.local_redis import RedisServer
-
-    server = RedisServer().start()
-    emu = EmulatorThread().start()
-    mp = pytest.MonkeyPatch()
-    for name, secret in SECRETS.items():
-        mp.setenv(name, secret)
-    worker = None
-    try:
-        worker = start_worker(worker_env(server.url, emu.url, SECRETS), concurrency=2, loglevel="INFO")
-        with celery_app_on(server.url) as app:
-            yield {"url": server.url, "emu": emu.control, "worker": worker, "app": app}
-    finally:
-        if worker is not None:
-            worker.stop()
-        emu.stop()
-        mp.undo()
-        server.stop()
+    """This suite's settings (calls of at most 5 s, a 30 s visibility timeout), one worker logging at INFO."""
+    with Stack(SECRETS, request_timeout=5, visibility_timeout=30, emulator_in_process=True) as stack:
+        stack.worker(concurrency=2)
+        yield stack
 
 
 def test_pickled_message_is_refused_and_never_runs(json_stack, tmp_path):
@@ -61,7 +46,7 @@ def test_pickled_message_is_refused_and_never_runs(json_stack, tmp_path):
 
     s = json_stack
     manager = AdvancedApiKeyManager(list(SECRETS), paid_keys="all", pool="json" + uuid.uuid4().hex[:6],
-                                    redis_url=s["url"])
+                                    redis_url=s.url)
     marker = tmp_path / "unpickled"
     job = generate_job({"prompt": "PICKLED-CALL"}, model="gemini-2.5-flash", manager=manager, policy=CallPolicy())
     task_id = str(uuid.uuid4())
@@ -70,20 +55,20 @@ def test_pickled_message_is_refused_and_never_runs(json_stack, tmp_path):
     headers = {"lang": "py", "task": "gemini_tasks.generate_batch", "id": task_id, "root_id": task_id,
                "parent_id": None, "group": None, "retries": 0, "eta": None, "expires": None,
                "argsrepr": "pickled", "kwargsrepr": "{}", "origin": "attacker"}
-    with Connection(s["url"]) as conn:
+    with Connection(s.url) as conn:
         conn.Producer().publish(body, routing_key="batch", exchange="", headers=headers,
                                 content_type="application/x-python-serialize", content_encoding="binary",
                                 serializer=None)
-    client = redis.Redis.from_url(s["url"])
+    client = redis.Redis.from_url(s.url)
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and "untrusted content" not in s["worker"].log_tail(20000):
+    while time.monotonic() < deadline and "untrusted content" not in s.workers[0].log_tail(20000):
         time.sleep(0.2)
-    log = s["worker"].log_tail(20000)
+    log = s.workers[0].log_tail(20000)
     assert "Refusing to deserialize untrusted content of type pickle" in log, log[-2000:]
     time.sleep(0.5)
     assert not marker.exists(), "the worker unpickled the message"
     assert client.llen("batch") == 0 and client.hlen("unacked") == 0  # refused and dropped, not redelivered
-    assert not [e for e in s["emu"].log() if "PICKLED-CALL" in str(e.get("parts"))], "the pickled task ran"
+    assert not [e for e in s.control.log() if "PICKLED-CALL" in str(e.get("parts"))], "the pickled task ran"
     assert client.get(f"celery-task-meta-{task_id}") is None
     client.close()
     # the worker keeps serving JSON tasks

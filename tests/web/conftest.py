@@ -2,7 +2,8 @@
 
 The worker runs as a child process (``celery -A gemini_tasks worker``, threads pool) so that 50 requests can
 all be in flight on slow Gemini calls at once, and so that neither it nor the emulator shares an interpreter
-with the ASGI server under test.
+with the ASGI server under test. The emulator (``emulator``, ``emu``) is the session's
+(gemini_tasks/testing/pytest_plugin.py).
 """
 
 from __future__ import annotations
@@ -30,24 +31,13 @@ def web_redis_server():
     name: overriding the session-scoped ``redis_server`` here would leak into the cached ``redis_url``.)"""
     from gemini_tasks.testing.local_redis import RedisServer
 
-    server = RedisServer().start()
-    try:
+    with RedisServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="package")
 def redis_url(web_redis_server) -> str:
     return web_redis_server.url
-
-
-@pytest.fixture(scope="package")
-def emulator():
-    from gemini_tasks.emulator.runner import EmulatorThread
-
-    with EmulatorThread() as emu:
-        yield emu
 
 
 @pytest.fixture(scope="package")
@@ -68,14 +58,6 @@ def worker(fleet_env):
 
     with WorkerProcess(dict(fleet_env), concurrency=64) as w:
         yield w
-
-
-@pytest.fixture
-def emu(emulator):
-    control = emulator.control
-    control.reset()
-    yield control
-    control.clear_faults()
 
 
 @pytest.fixture
