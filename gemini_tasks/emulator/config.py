@@ -8,6 +8,7 @@ which keeps "what is configured now" obvious.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from .wire import parse_duration
@@ -137,7 +138,62 @@ def _check_quotas(quotas: Any) -> dict[str, dict[str, dict[str, int]]]:
     return out
 
 
-def validate(fields: dict[str, Any]) -> dict[str, Any]:  # noqa: C901 - over the limit before it was set; split when next changed
+def _check_end_states(value: Any) -> list[str]:
+    states = [str(v).upper().removeprefix("BATCH_STATE_").removeprefix("JOB_STATE_") for v in value]
+    bad = [v for v in states if v not in _BATCH_END_STATES]
+    if bad:
+        raise ConfigError(f"batch_end_states: unknown states {bad}; use {sorted(_BATCH_END_STATES)}")
+    return states
+
+
+def _check_enqueued_tokens(value: Any) -> dict[str, int | None]:
+    if not isinstance(value, dict):
+        raise ConfigError("batch_enqueued_tokens must be {model prefix: tokens or null}")
+    return {str(k).removeprefix("models/"): (None if v is None else int(v)) for k, v in value.items()}
+
+
+def _checked_duration(value: Any) -> Any:
+    parse_duration(value)  # raises on a malformed duration; the value is kept as given
+    return value
+
+
+#: how the fields that are not plain numbers are checked and coerced
+_COERCE: dict[str, Callable[[Any], Any]] = {
+    "keys": _check_keys,
+    "quotas": _check_quotas,
+    "batch_enqueued_tokens": _check_enqueued_tokens,
+    "day_retry_delay": _checked_duration,
+    "file_fail_names": lambda value: [str(v) for v in value],
+    "batch_end_states": _check_end_states,
+    "strict_voices": bool,
+    "tts_mime": str,
+}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in _COERCE:
+        return _COERCE[name](value)
+    if name in _NUMBER_FIELDS:
+        return float(value)
+    if name in _OPTIONAL_NUMBER_FIELDS:
+        return None if value is None else float(value)
+    if name in _INT_FIELDS:
+        return int(value)
+    return value
+
+
+def _check_ranges(config: dict[str, Any]) -> None:
+    if config.get("minute_seconds", 1.0) <= 0 or config.get("day_seconds", 1.0) <= 0:
+        raise ConfigError("minute_seconds and day_seconds must be positive")
+    if not 0.0 <= config.get("flex_shed_probability", 0.0) <= 1.0:
+        raise ConfigError("flex_shed_probability must be within 0..1")
+    if config.get("flex_shed_status", 503) not in (429, 503):
+        raise ConfigError("flex_shed_status must be 429 or 503")
+    if "log_max" in config and config["log_max"] < 1:
+        raise ConfigError("log_max must be >= 1")
+
+
+def validate(fields: dict[str, Any]) -> dict[str, Any]:
     """Check and coerce a partial config; raise ConfigError on anything unknown or malformed."""
     if not isinstance(fields, dict):
         raise ConfigError("config must be a JSON object")
@@ -146,46 +202,12 @@ def validate(fields: dict[str, Any]) -> dict[str, Any]:  # noqa: C901 - over the
         if name not in DEFAULT_CONFIG:
             raise ConfigError(f"unknown config field {name!r}")
         try:
-            if name == "keys":
-                value = _check_keys(value)
-            elif name == "quotas":
-                value = _check_quotas(value)
-            elif name in _NUMBER_FIELDS:
-                value = float(value)
-            elif name in _OPTIONAL_NUMBER_FIELDS:
-                value = None if value is None else float(value)
-            elif name in _INT_FIELDS:
-                value = int(value)
-            elif name == "batch_enqueued_tokens":
-                if not isinstance(value, dict):
-                    raise ConfigError("batch_enqueued_tokens must be {model prefix: tokens or null}")
-                value = {str(k).removeprefix("models/"): (None if v is None else int(v)) for k, v in value.items()}
-            elif name == "day_retry_delay":
-                parse_duration(value)
-            elif name == "file_fail_names":
-                value = [str(v) for v in value]
-            elif name == "batch_end_states":
-                value = [str(v).upper().removeprefix("BATCH_STATE_").removeprefix("JOB_STATE_") for v in value]
-                bad = [v for v in value if v not in _BATCH_END_STATES]
-                if bad:
-                    raise ConfigError(f"batch_end_states: unknown states {bad}; use {sorted(_BATCH_END_STATES)}")
-            elif name == "strict_voices":
-                value = bool(value)
-            elif name == "tts_mime":
-                value = str(value)
+            out[name] = _coerce(name, value)
+        except ConfigError:
+            raise
         except (TypeError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
             raise ConfigError(f"bad value for {name!r}: {exc}") from None
-        out[name] = value
-    if out.get("minute_seconds", 1.0) <= 0 or out.get("day_seconds", 1.0) <= 0:
-        raise ConfigError("minute_seconds and day_seconds must be positive")
-    if not 0.0 <= out.get("flex_shed_probability", 0.0) <= 1.0:
-        raise ConfigError("flex_shed_probability must be within 0..1")
-    if out.get("flex_shed_status", 503) not in (429, 503):
-        raise ConfigError("flex_shed_status must be 429 or 503")
-    if "log_max" in out and out["log_max"] < 1:
-        raise ConfigError("log_max must be >= 1")
+    _check_ranges(out)
     return out
 
 

@@ -122,13 +122,8 @@ def emulator_file_id(uri: str, host: str) -> str | None:
     return None
 
 
-def summarize(  # noqa: C901 - over the limit before it was set; split when next changed
-    contents: Any,
-    host: str,
-    file_size: Callable[[str], int | None],
-    text_limit: int = 200,
-) -> Summary:
-    """Walk `contents` (already normalised to snake_case); raise ApiError on undecodable data."""
+def _content_list(contents: Any) -> list[Any]:
+    """``contents`` as a list of Content objects (one alone is a list of one); missing or malformed is a 400."""
     if isinstance(contents, dict):
         contents = [contents]
     if contents is None or contents == []:
@@ -139,67 +134,94 @@ def summarize(  # noqa: C901 - over the limit before it was set; split when next
             "Invalid value at 'contents' (type.googleapis.com/google.ai.generativelanguage.v1beta.Content), "
             + json.dumps(contents)[:100],
         )
+    return contents
+
+
+def _count_media(s: Summary, mime: str | None, size: int | None, vm: Any) -> None:
+    modality, n = media_tokens(mime, size, vm)
+    s.tokens_by_modality[modality] = s.tokens_by_modality.get(modality, 0) + n
+
+
+def _text_part(s: Summary, part: dict[str, Any], text_limit: int) -> Any:
+    text = part["text"] if isinstance(part["text"], str) else str(part["text"])
+    s.texts.append(text)
+    s.parts.append({"kind": "text", "text": text[:text_limit], "size": len(text)})
+    return ("t", text)
+
+
+def _inline_part(s: Summary, part: dict[str, Any], where: str) -> Any:
+    blob = part["inline_data"] or {}
+    mime = blob.get("mime_type")
+    vm = part.get("video_metadata")
+    try:
+        raw = wire.b64decode_any(blob.get("data") or "")
+    except (binascii.Error, ValueError):
+        raise wire.ApiError(
+            400, f"Invalid value at '{where}.inline_data.data' (TYPE_BYTES), Base64 decoding failed"
+        ) from None
+    entry: dict[str, Any] = {"kind": "inline", "mime_type": mime, "size": len(raw)}
+    if vm:
+        entry["video_metadata"] = vm
+    s.parts.append(entry)
+    _count_media(s, mime, len(raw), vm)
+    s.media_notes.append(f"inline {mime} {len(raw)}B")
+    return ("i", mime, hashlib.sha256(raw).hexdigest(), vm)
+
+
+def _file_part(s: Summary, part: dict[str, Any], host: str, file_size: Callable[[str], int | None]) -> Any:
+    fd = part["file_data"] or {}
+    uri = str(fd.get("file_uri") or "")
+    mime = fd.get("mime_type")
+    vm = part.get("video_metadata")
+    entry: dict[str, Any] = {"kind": "file", "mime_type": mime, "file_uri": uri}
+    if vm:
+        entry["video_metadata"] = vm
+    fid = emulator_file_id(uri, host)
+    size = None
+    if fid is not None:
+        s.file_refs.append(FileRef(fid, uri, len(s.parts)))
+        size = file_size(fid)
+        entry["file_id"] = fid
+        if size is not None:
+            entry["size"] = size
+    s.parts.append(entry)
+    _count_media(s, mime, size, vm)
+    s.media_notes.append(f"file {mime}")
+    return ("f", uri, mime, vm)
+
+
+def _part(s: Summary, part: Any, where: str, host: str, file_size: Callable[[str], int | None],
+          text_limit: int) -> Any:
+    """Record one part in ``s``; returns what the request's fingerprint takes from it."""
+    if not isinstance(part, dict):
+        raise wire.ApiError(400, f"Invalid value at '{where}': expected a Part")
+    if "text" in part and not part.get("thought"):
+        return _text_part(s, part, text_limit)
+    if "inline_data" in part:
+        return _inline_part(s, part, where)
+    if "file_data" in part:
+        return _file_part(s, part, host, file_size)
+    s.parts.append({"kind": next(iter(part), "empty")})
+    return ("o", json.dumps(part, sort_keys=True, default=str))
+
+
+def summarize(
+    contents: Any,
+    host: str,
+    file_size: Callable[[str], int | None],
+    text_limit: int = 200,
+) -> Summary:
+    """Walk `contents` (already normalised to snake_case); raise ApiError on undecodable data."""
     s = Summary()
     desc: list[Any] = []
-    text_chars = 0
-    tokens = s.tokens_by_modality
-    for ci, content in enumerate(contents):
+    for ci, content in enumerate(_content_list(contents)):
         if not isinstance(content, dict):
             raise wire.ApiError(400, f"Invalid value at 'contents[{ci}]': expected a Content object")
         desc.append(content.get("role", ""))
         for pi, part in enumerate(content.get("parts") or ()):
-            if not isinstance(part, dict):
-                raise wire.ApiError(400, f"Invalid value at 'contents[{ci}].parts[{pi}]': expected a Part")
-            vm = part.get("video_metadata")
-            if "text" in part and not part.get("thought"):
-                text = part["text"] if isinstance(part["text"], str) else str(part["text"])
-                s.texts.append(text)
-                text_chars += len(text)
-                s.parts.append({"kind": "text", "text": text[:text_limit], "size": len(text)})
-                desc.append(("t", text))
-            elif "inline_data" in part:
-                blob = part["inline_data"] or {}
-                mime = blob.get("mime_type")
-                try:
-                    raw = wire.b64decode_any(blob.get("data") or "")
-                except (binascii.Error, ValueError):
-                    raise wire.ApiError(
-                        400,
-                        f"Invalid value at 'contents[{ci}].parts[{pi}].inline_data.data' (TYPE_BYTES), "
-                        "Base64 decoding failed",
-                    ) from None
-                entry = {"kind": "inline", "mime_type": mime, "size": len(raw)}
-                if vm:
-                    entry["video_metadata"] = vm
-                s.parts.append(entry)
-                modality, n = media_tokens(mime, len(raw), vm)
-                tokens[modality] = tokens.get(modality, 0) + n
-                s.media_notes.append(f"inline {mime} {len(raw)}B")
-                desc.append(("i", mime, hashlib.sha256(raw).hexdigest(), vm))
-            elif "file_data" in part:
-                fd = part["file_data"] or {}
-                uri = str(fd.get("file_uri") or "")
-                mime = fd.get("mime_type")
-                entry = {"kind": "file", "mime_type": mime, "file_uri": uri}
-                if vm:
-                    entry["video_metadata"] = vm
-                fid = emulator_file_id(uri, host)
-                size = None
-                if fid is not None:
-                    s.file_refs.append(FileRef(fid, uri, len(s.parts)))
-                    size = file_size(fid)
-                    entry["file_id"] = fid
-                    if size is not None:
-                        entry["size"] = size
-                s.parts.append(entry)
-                modality, n = media_tokens(mime, size, vm)
-                tokens[modality] = tokens.get(modality, 0) + n
-                s.media_notes.append(f"file {mime}")
-                desc.append(("f", uri, mime, vm))
-            else:
-                kind = next(iter(part), "empty")
-                s.parts.append({"kind": kind})
-                desc.append(("o", json.dumps(part, sort_keys=True, default=str)))
+            desc.append(_part(s, part, f"contents[{ci}].parts[{pi}]", host, file_size, text_limit))
+    text_chars = sum(len(t) for t in s.texts)
+    tokens = s.tokens_by_modality
     if text_chars or not tokens:
         tokens["TEXT"] = tokens.get("TEXT", 0) + max(1, math.ceil(text_chars / TEXT_CHARS_PER_TOKEN))
         # keep TEXT first, the way the real API lists it

@@ -99,39 +99,39 @@ class RequestFacts:
     service_tier: str | None = None  # generate requests: the request's serviceTier, lower case
 
 
-def make_rule(rule_id: int, raw: dict[str, Any]) -> Rule:  # noqa: C901 - over the limit before it was set; split when next changed
-    if not isinstance(raw, dict):
-        raise RuleError("a rule must be a JSON object")
-    unknown = set(raw) - _ALLOWED
-    if unknown:
-        raise RuleError(f"unknown rule fields: {sorted(unknown)}")
-    action = raw.get("action")
-    if action not in ACTIONS:
-        raise RuleError(f"action must be one of {sorted(ACTIONS)}")
-    spec = {k: raw[k] for k in _PARAMS if raw.get(k) is not None}
-    if action in ("status", "stream_error"):
-        try:
-            spec["status"] = int(spec.get("status", 500 if action == "status" else 503))
-        except (TypeError, ValueError):
-            raise RuleError("status must be an HTTP status code") from None
-        if spec["status"] not in STATUS_CODES:
-            raise RuleError(f"status must be one of {sorted(STATUS_CODES)}")
-        if spec.get("quota_kind") not in (None, "minute", "day", "tokens"):
-            raise RuleError("quota_kind must be 'minute', 'day' or 'tokens'")
-    if action == "shed" and "status" in spec:
-        try:
-            spec["status"] = int(spec["status"])
-        except (TypeError, ValueError):
-            raise RuleError("status must be an HTTP status code") from None
-        if spec["status"] not in (429, 503):
-            raise RuleError("a shed is answered 429 or 503")
-    if action in ("hang", "latency"):
-        try:
-            spec["seconds"] = float(spec.get("seconds", 3600.0 if action == "hang" else 1.0))
-        except (TypeError, ValueError):
-            raise RuleError("seconds must be a number") from None
-        if spec.get("then", "respond") not in ("respond", "close", "reset"):
-            raise RuleError("then must be 'respond', 'close' or 'reset'")
+def _status_spec(action: str, spec: dict[str, Any]) -> None:
+    """A status or stream-error rule: its HTTP status (500 / 503 by default) and quota kind, checked."""
+    try:
+        spec["status"] = int(spec.get("status", 500 if action == "status" else 503))
+    except (TypeError, ValueError):
+        raise RuleError("status must be an HTTP status code") from None
+    if spec["status"] not in STATUS_CODES:
+        raise RuleError(f"status must be one of {sorted(STATUS_CODES)}")
+    if spec.get("quota_kind") not in (None, "minute", "day", "tokens"):
+        raise RuleError("quota_kind must be 'minute', 'day' or 'tokens'")
+
+
+def _shed_spec(spec: dict[str, Any]) -> None:
+    """A shed rule's status, when given: 429 or 503."""
+    try:
+        spec["status"] = int(spec["status"])
+    except (TypeError, ValueError):
+        raise RuleError("status must be an HTTP status code") from None
+    if spec["status"] not in (429, 503):
+        raise RuleError("a shed is answered 429 or 503")
+
+
+def _delay_spec(action: str, spec: dict[str, Any]) -> None:
+    """A hang or latency rule: its seconds (an hour / one second by default) and what happens after, checked."""
+    try:
+        spec["seconds"] = float(spec.get("seconds", 3600.0 if action == "hang" else 1.0))
+    except (TypeError, ValueError):
+        raise RuleError("seconds must be a number") from None
+    if spec.get("then", "respond") not in ("respond", "close", "reset"):
+        raise RuleError("then must be 'respond', 'close' or 'reset'")
+
+
+def _times_and_probability(raw: dict[str, Any]) -> tuple[int | None, float | None]:
     times = raw.get("times")
     if times is not None:
         times = int(times)
@@ -142,6 +142,26 @@ def make_rule(rule_id: int, raw: dict[str, Any]) -> Rule:  # noqa: C901 - over t
         prob = float(prob)
         if not 0.0 <= prob <= 1.0:
             raise RuleError("probability must be within 0..1")
+    return times, prob
+
+
+def make_rule(rule_id: int, raw: dict[str, Any]) -> Rule:
+    if not isinstance(raw, dict):
+        raise RuleError("a rule must be a JSON object")
+    unknown = set(raw) - _ALLOWED
+    if unknown:
+        raise RuleError(f"unknown rule fields: {sorted(unknown)}")
+    action = raw.get("action")
+    if action not in ACTIONS:
+        raise RuleError(f"action must be one of {sorted(ACTIONS)}")
+    spec = {k: raw[k] for k in _PARAMS if raw.get(k) is not None}
+    if action in ("status", "stream_error"):
+        _status_spec(action, spec)
+    if action == "shed" and "status" in spec:
+        _shed_spec(spec)
+    if action in ("hang", "latency"):
+        _delay_spec(action, spec)
+    times, prob = _times_and_probability(raw)
     matchers = {k: raw[k] for k in _MATCHERS if raw.get(k) is not None}
     if "model" in matchers and str(matchers["model"]).startswith("models/"):
         matchers["model"] = str(matchers["model"])[7:]

@@ -309,7 +309,7 @@ def quota_exhausted(violations: list[tuple[str, int | None]], model: str, retry_
         f"information on this error, head to: {RATE_LIMITS_URL}. To monitor your current usage, "
         "head to: https://ai.dev/rate-limit. \n" + "\n".join(lines) + f"\nPlease retry in {delay}."
     )
-    details = [
+    details: list[dict[str, Any]] = [
         {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": quota_violations},
         {
             "@type": "type.googleapis.com/google.rpc.Help",
@@ -317,4 +317,4 @@ def quota_exhausted(violations: list[tuple[str, int | None]], model: str, retry_
         },
         {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
     ]
-    return ApiError(429, message, "RESOURCE_EXHAUSTED", details, quota=violations[0][0])  # type: ignore[arg-type]
+    return ApiError(429, message, "RESOURCE_EXHAUSTED", details, quota=violations[0][0])

@@ -123,7 +123,7 @@ def _retry_in_from_message(message: str) -> float | None:
     return parse_duration(match.group(1)) if match else None
 
 
-def _error_details(exc: genai_errors.APIError) -> list[dict[str, Any]]:
+def _error_details(exc: genai_errors.APIError) -> list[Mapping[str, Any]]:
     """The ``error.details`` list of the body (``e.details`` is the whole body, not this list)."""
     body = getattr(exc, "details", None)
     if not isinstance(body, Mapping):
@@ -132,7 +132,7 @@ def _error_details(exc: genai_errors.APIError) -> list[dict[str, Any]]:
     details = error.get("details") if isinstance(error, Mapping) else None
     if not isinstance(details, list):
         return []
-    return [d for d in details if isinstance(d, Mapping)]  # type: ignore[misc]
+    return [d for d in details if isinstance(d, Mapping)]
 
 
 def _detail_type(detail: Mapping[str, Any]) -> str:
@@ -188,20 +188,27 @@ def _looks_like_html(text: str) -> bool:
     return bool(_HTML_RE.match(text or ""))
 
 
-def _classify_api_error(exc: genai_errors.APIError, secrets: Iterable[str]) -> CallError:  # noqa: C901 - over the limit before it was set; split when next changed
-    code = exc.code if isinstance(exc.code, int) else None
+def _rpc_status(exc: genai_errors.APIError, code: int | None) -> str | None:
+    """The RPC status name (``RESOURCE_EXHAUSTED``); from the HTTP code when the body was not the API's JSON."""
     raw_status = exc.status if isinstance(exc.status, str) else None
     # A non-JSON body makes the SDK put the reason phrase ("Bad Gateway") in status; prefer the rpc name.
     status = raw_status if raw_status and raw_status.isupper() and " " not in raw_status else None
     if status is None and code is not None:
         status = _HTTP_TO_RPC_STATUS.get(code, raw_status)
-    raw_message = exc.message if exc.message is not None else str(exc)
+    return status
+
+
+def _shown_message(raw_message: str, secrets: Iterable[str]) -> str:
+    """The message as it may be shown: secrets out, and a front end's HTML error page named, not quoted."""
     message = clean_message(raw_message, secrets)
     if _looks_like_html(message):
         # a front end's error page (a 502 from Google's edge, a proxy): its markup says nothing more
         message = "the server answered with an HTML error page instead of the API's JSON"
-    details = _error_details(exc)
+    return message
 
+
+def _read_details(details: list[Mapping[str, Any]]) -> tuple[str | None, list[Mapping[str, Any]], float | None]:
+    """(the first ErrorInfo reason, every QuotaFailure violation, the first RetryInfo delay) of ``details``."""
     reason: str | None = None
     violations: list[Mapping[str, Any]] = []
     retry_after: float | None = None
@@ -213,33 +220,43 @@ def _classify_api_error(exc: genai_errors.APIError, secrets: Iterable[str]) -> C
             violations.extend(v for v in detail.get("violations", []) or [] if isinstance(v, Mapping))
         elif dtype == "RetryInfo" and retry_after is None:
             retry_after = parse_duration(detail.get("retryDelay", detail.get("retry_delay")))
+    return reason, violations, retry_after
 
-    def make(kind: str, **extra: Any) -> CallError:
-        return CallError(kind=kind, code=code, status=status, message=message, reason=reason, **extra)
 
+def _kind_of_refusal(code: int | None, reason: str | None, text: str) -> str:
+    """The kind of an error that is not a 429: a bad key, a request that fails the same way again, or one to
+    retry (5xx, timeouts, and the odd non-error code the SDK raises a bare APIError for: 201, 3xx)."""
+    if code == 401:
+        return INVALID_KEY
+    if code == 400 and (reason in INVALID_KEY_REASONS or _INVALID_KEY_PATTERNS.search(text)):
+        return INVALID_KEY
+    if code == 403:
+        if reason in INVALID_KEY_REASONS:
+            return INVALID_KEY
+        about_file = bool(_FILE_PERMISSION_PATTERN.search(text))
+        return INVALID_KEY if not about_file and _INVALID_KEY_PATTERNS.search(text) else PERSISTENT
+    if code in (408, 499):
+        return TRANSIENT
+    if code is not None and 400 <= code < 500:
+        return PERSISTENT
+    return TRANSIENT
+
+
+def _classify_api_error(exc: genai_errors.APIError, secrets: Iterable[str]) -> CallError:
+    code = exc.code if isinstance(exc.code, int) else None
+    status = _rpc_status(exc, code)
+    raw_message = exc.message if exc.message is not None else str(exc)
+    message = _shown_message(raw_message, secrets)
+    reason, violations, retry_after = _read_details(_error_details(exc))
     text_for_match = raw_message if isinstance(raw_message, str) else message
     if code == 429:
         if retry_after is None:
             retry_after = _retry_in_from_message(text_for_match)
         quota_kind, quota_id = _quota_kind(violations, text_for_match)
-        return make(RATE_LIMITED, retry_after=retry_after, quota_kind=quota_kind, quota_id=quota_id)
-    if code == 401:
-        return make(INVALID_KEY)
-    if code == 400 and (reason in INVALID_KEY_REASONS or _INVALID_KEY_PATTERNS.search(text_for_match or "")):
-        return make(INVALID_KEY)
-    if code == 403:
-        if reason in INVALID_KEY_REASONS:
-            return make(INVALID_KEY)
-        about_file = bool(_FILE_PERMISSION_PATTERN.search(text_for_match or ""))
-        if not about_file and _INVALID_KEY_PATTERNS.search(text_for_match or ""):
-            return make(INVALID_KEY)
-        return make(PERSISTENT)
-    if code in (408, 499):
-        return make(TRANSIENT)
-    if code is not None and 400 <= code < 500:
-        return make(PERSISTENT)
-    # 5xx, and the odd non-error code the SDK raises a bare APIError for (201, 3xx): retry.
-    return make(TRANSIENT)
+        return CallError(kind=RATE_LIMITED, code=code, status=status, message=message, reason=reason,
+                         retry_after=retry_after, quota_kind=quota_kind, quota_id=quota_id)
+    kind = _kind_of_refusal(code, reason, text_for_match or "")
+    return CallError(kind=kind, code=code, status=status, message=message, reason=reason)
 
 
 def _transport_verdict(exc: BaseException) -> tuple[str, str] | None:

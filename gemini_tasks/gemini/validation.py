@@ -247,57 +247,75 @@ def _check_offset(where: str, name: str, value: Any, problems: _Problems) -> flo
     return float(value.strip()[:-1])
 
 
-def _check_video_metadata(prompt_data: Mapping[str, Any], video_count: int, problems: _Problems) -> None:  # noqa: C901 - over the limit before it was set; split when next changed
-    raw = prompt_data.get("video_metadata")
-    if raw is None:
-        return
+def _video_metadata_entries(raw: Any, video_count: int, problems: _Problems) -> list[tuple[str, Any]]:
+    """``video_metadata`` (one dict, or a list following the video order) as (where, entry) pairs; none when it
+    is neither. More entries than videos is a problem."""
     if isinstance(raw, Mapping):
-        entries, is_list = [raw], False
+        entries = [("video_metadata", raw)]
     elif isinstance(raw, (list, tuple)):
-        entries, is_list = list(raw), True
+        entries = [(f"video_metadata[{i}]", entry) for i, entry in enumerate(raw)]
     else:
         problems.add("video_metadata", f"must be a dict or a list of dicts, got {type(raw).__name__}")
-        return
+        return []
     if len(entries) > video_count:
         problems.add(
             "video_metadata",
             f"has {len(entries)} entries but there are only {video_count} videos "
             "(entries follow the video order: video_url, video_path, video_bytes)",
         )
-    for i, entry in enumerate(entries):
-        where = f"video_metadata[{i}]" if is_list else "video_metadata"
-        if entry is None:
-            continue
-        if not isinstance(entry, Mapping):
-            problems.add(where, f"must be a dict, got {type(entry).__name__}")
-            continue
-        unknown = sorted(str(k) for k in entry if k not in VIDEO_METADATA_FIELDS)
-        if unknown:
-            problems.add(
-                where,
-                f"unknown field(s) {', '.join(unknown)}; allowed: start_offset, end_offset, fps, content_layers",
-            )
-            continue
-        start = end = None
-        for name in ("start_offset", "startOffset"):
-            if entry.get(name) is not None:
-                start = _check_offset(where, "start_offset", entry[name], problems)
-        for name in ("end_offset", "endOffset"):
-            if entry.get(name) is not None:
-                end = _check_offset(where, "end_offset", entry[name], problems)
-        if start is not None and end is not None and end <= start:
-            problems.add(where, f"end_offset ({end:g}s) must be after start_offset ({start:g}s)")
-        fps = entry.get("fps")
-        if fps is not None:
-            if isinstance(fps, bool) or not isinstance(fps, (int, float)) or math.isnan(fps):
-                problems.add(where, f"fps must be a number, got {fps!r}")
-            elif not 0 < fps <= MAX_FPS:
-                problems.add(where, f"fps must be > 0 and <= {MAX_FPS:g}, got {fps!r}")
-        try:
-            types.VideoMetadata.model_validate(dict(entry))
-        except ValueError as exc:
-            if not any(w == where for w, _ in problems.items):
-                problems.add(where, f"invalid: {exc}")
+    return entries
+
+
+def _check_clip(where: str, entry: Mapping[str, Any], problems: _Problems) -> None:
+    """The clip's offsets are durations and it ends after it starts (either spelling of each field)."""
+    start = end = None
+    for name in ("start_offset", "startOffset"):
+        if entry.get(name) is not None:
+            start = _check_offset(where, "start_offset", entry[name], problems)
+    for name in ("end_offset", "endOffset"):
+        if entry.get(name) is not None:
+            end = _check_offset(where, "end_offset", entry[name], problems)
+    if start is not None and end is not None and end <= start:
+        problems.add(where, f"end_offset ({end:g}s) must be after start_offset ({start:g}s)")
+
+
+def _check_fps(where: str, fps: Any, problems: _Problems) -> None:
+    if fps is None:
+        return
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or math.isnan(fps):
+        problems.add(where, f"fps must be a number, got {fps!r}")
+    elif not 0 < fps <= MAX_FPS:
+        problems.add(where, f"fps must be > 0 and <= {MAX_FPS:g}, got {fps!r}")
+
+
+def _check_video_metadata_entry(where: str, entry: Any, problems: _Problems) -> None:
+    if entry is None:
+        return
+    if not isinstance(entry, Mapping):
+        problems.add(where, f"must be a dict, got {type(entry).__name__}")
+        return
+    unknown = sorted(str(k) for k in entry if k not in VIDEO_METADATA_FIELDS)
+    if unknown:
+        problems.add(
+            where,
+            f"unknown field(s) {', '.join(unknown)}; allowed: start_offset, end_offset, fps, content_layers",
+        )
+        return
+    _check_clip(where, entry, problems)
+    _check_fps(where, entry.get("fps"), problems)
+    try:
+        types.VideoMetadata.model_validate(dict(entry))
+    except ValueError as exc:
+        if not any(w == where for w, _ in problems.items):
+            problems.add(where, f"invalid: {exc}")
+
+
+def _check_video_metadata(prompt_data: Mapping[str, Any], video_count: int, problems: _Problems) -> None:
+    raw = prompt_data.get("video_metadata")
+    if raw is None:
+        return
+    for where, entry in _video_metadata_entries(raw, video_count, problems):
+        _check_video_metadata_entry(where, entry, problems)
 
 
 def validate_prompt(prompt_data: Any, *, check_paths: bool = True) -> None:

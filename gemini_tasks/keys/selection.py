@@ -45,8 +45,8 @@ def resolve_key_names(
             names = sorted(known, key=key_name_order)
         elif text.isdigit():
             names = numbered(1, int(text))
-        elif _RANGE.match(text):
-            lo, hi = (int(x) for x in _RANGE.match(text).groups())  # type: ignore[union-attr]
+        elif match := _RANGE.match(text):
+            lo, hi = (int(x) for x in match.groups())
             names = numbered(lo, hi)
         else:
             names = _explicit([text], known)

@@ -64,7 +64,7 @@ class RabbitVhost:
         host, port = server_addr()
         return f"amqp://{self.user}:{self.password}@{host}:{port}/{quote(self.name, safe='')}"
 
-    def start(self) -> RabbitVhost:
+    def start(self) -> Self:
         reason = why_unavailable()
         if reason:
             raise RabbitUnavailable(reason)
@@ -94,7 +94,7 @@ class RabbitVhost:
 
     def __enter__(self) -> Self:
         try:
-            return self.start()  # type: ignore[return-value]
+            return self.start()
         except BaseException:
             self.stop()
             raise

@@ -7,6 +7,7 @@ the same way (the caller stored it as a blob), so large inputs do not go through
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from celery import Task
@@ -50,7 +51,7 @@ def execute_image(job: Job, ctx: JobContext) -> dict[str, Any]:
         refs = []
         try:
             for data, mime in images:
-                ref = settle.with_budget("storing the image", lambda d=data: blobs.put(pool.client, pool.prefix, d),  # type: ignore[misc]
+                ref = settle.with_budget("storing the image", functools.partial(blobs.put, pool.client, pool.prefix, data),
                                          task_id=ctx.task_id)
                 refs.append({"ref": ref, "mime_type": mime, "bytes": len(data)})
         except Exception as exc:  # noqa: BLE001 - reported as a storage error, never as a Gemini error
