@@ -16,6 +16,8 @@ import uuid
 from typing import Any, Self
 from urllib.parse import quote
 
+from gemini_tasks.testing.lifecycle import StartStop
+
 DEFAULT_ADDR = "127.0.0.1:5672"
 
 
@@ -48,7 +50,7 @@ def _ctl(*args: str, timeout: float = 60) -> str:
     return out.stdout
 
 
-class RabbitVhost:
+class RabbitVhost(StartStop):
     """``with RabbitVhost() as vh: vh.url`` -> ``amqp://guest:guest@127.0.0.1:5672/gt-…``."""
 
     def __init__(self, name: str | None = None, user: str = "guest", password: str = "guest") -> None:
@@ -91,16 +93,6 @@ class RabbitVhost:
             rows[name] = {"messages_ready": int(ready or 0), "messages_unacknowledged": int(unacked or 0),
                           "consumers": int(consumers or 0), "type": kind, "durable": durable == "true"}
         return rows
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def point_app_at(app: Any, broker_url: str, result_backend: str) -> dict[str, Any]:
