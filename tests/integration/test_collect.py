@@ -81,28 +81,37 @@ def test_on_interval_runs_while_waiting_and_may_stop_the_wait(celery_app):
     assert len(calls) == 3
 
 
-def test_a_killed_subscription_is_renewed_and_results_stored_meanwhile_arrive(celery_app, redis_client):
+def test_a_killed_subscription_is_renewed_and_results_stored_meanwhile_arrive(celery_app):
+    import redis
+
     from gemini_tasks.client import collect
+    from gemini_tasks.testing.local_redis import RedisServer
 
-    ids = [uuid() for _ in range(3)]
-    got: dict[str, object] = {}
-    done = threading.Event()
+    # a Redis of its own: killing every subscriber there must not cut the session's worker or result consumer
+    with RedisServer() as server:
+        backend = type(celery_app.backend)(app=celery_app, url=server.url)
+        admin = redis.Redis.from_url(server.url)
+        ids = [uuid() for _ in range(3)]
+        got: dict[str, object] = {}
+        done = threading.Event()
 
-    def run():
-        collect.wait_for_results(celery_app.backend, ids, lambda tid, v: got.__setitem__(tid, v), timeout=30)
-        done.set()
+        def run():
+            collect.wait_for_results(backend, ids, lambda tid, v: got.__setitem__(tid, v), timeout=30)
+            done.set()
 
-    t = threading.Thread(target=run)
-    t.start()
-    time.sleep(0.5)
-    _store(celery_app, ids[0], 1)
-    time.sleep(0.3)
-    assert redis_client.client_kill_filter(_type="pubsub") >= 1  # every subscriber connection, ours included
-    _store(celery_app, ids[1], 2)  # published while nobody listens: found by the read after resubscribing
-    time.sleep(1.5)
-    _store(celery_app, ids[2], 3)
-    assert done.wait(20), got
-    t.join()
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(0.5)
+        backend.store_result(ids[0], 1, states.SUCCESS)
+        time.sleep(0.3)
+        assert admin.client_kill_filter(_type="pubsub") == 1  # the collector's subscription
+        backend.store_result(ids[1], 2, states.SUCCESS)  # published while nobody listens: read after resubscribing
+        time.sleep(1.5)
+        backend.store_result(ids[2], 3, states.SUCCESS)
+        assert done.wait(20), got
+        t.join()
+        admin.close()
+        backend.client.close()
     assert got == {ids[0]: 1, ids[1]: 2, ids[2]: 3}
 
 
