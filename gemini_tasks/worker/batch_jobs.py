@@ -232,7 +232,7 @@ def _close_part(record: TierBatchRecord, n: int, part: dict[str, Any], jobs: dic
     return {"state": DONE, "error": message}
 
 
-def step(group_id: str, n: int, requeue: Requeue) -> dict[str, Any]:  # noqa: C901 - over the limit before it was set; split when next changed
+def step(group_id: str, n: int, requeue: Requeue) -> dict[str, Any]:
     """Advance part ``n`` of a batch-tier group by one step; re-queues itself (``requeue``) until done."""
     settings = get_settings()
     record = TierBatchRecord(get_redis(settings.keys_redis_url), group_id)
@@ -247,27 +247,13 @@ def step(group_id: str, n: int, requeue: Requeue) -> dict[str, Any]:  # noqa: C9
     poll = float(meta.get("poll_interval", 30.0))
     picked = _pick_key(part)
     if picked is None:
-        tries = int(part.get("no_key", 0)) + 1
-        if tries >= MAX_NO_KEY_STEPS:
-            return _close_part(record, n, part, jobs, f"Fatal: no worker holds a usable key of project "
-                               f"{part['project']!r} ({', '.join(part['keys'])}); a batch job must be made and read "
-                               "with a key of its own project", "no_usable_keys")
-        record.update_part(n, no_key=tries)
-        requeue(poll)
+        return _without_key(record, n, part, jobs, poll, requeue)
     key_id, secret = picked
     client = get_client(key_id, secret, timeout_s=settings.request_timeout, api_version=settings.api_version)
     pool = worker_pool(meta["pool"]["pool"])
     job_name = part.get("job")
-
     if record.cancelled():
-        if job_name:
-            try:
-                client.batches.cancel(name=job_name)
-            except Exception as exc:  # noqa: BLE001 - best effort: the job may have ended already
-                log.info("batch %s part %d: cancel of %s: %r", group_id, n, job_name, exc)
-        return _close_part(record, n, part, jobs, "Cancelled: the caller cancelled the batch", "cancelled",
-                           job_state="CANCELLED_BY_CALLER")
-
+        return _cancel(record, n, part, jobs, client)
     try:
         if not job_name:
             return _create(record, n, part, meta, jobs, client, pool, key_id, requeue)
@@ -285,24 +271,66 @@ def step(group_id: str, n: int, requeue: Requeue) -> dict[str, Any]:  # noqa: C9
         record.update_part(n, job_state=state, stats=stats, transient=0)
         requeue(poll)
     if state == "JOB_STATE_SUCCEEDED":
-        results = read_results(client, batch, jobs, key_id,
-                               store_audio=lambda data: blobs.put(pool.client, pool.prefix, data, ttl=record.ttl))
-        if part.get("input_file"):  # the JSONL input counts against the project's Files storage until deleted
-            try:  # before the answers are stored: a caller that has them sees the input gone
-                client.files.delete(name=part["input_file"])
-            except Exception as exc:  # noqa: BLE001 - best effort: it expires on its own after 48 h
-                log.info("batch %s part %d: could not delete %s: %r", group_id, n, part["input_file"], exc)
-        for value in results.values():  # counted before the answers are visible, like a synchronous call's
-            if value.get("ok"):
-                record_usage(pool, model=meta["model"], tier="batch", usage=value.get("usage"))
-        record.put_results(results)
-        record.update_part(n, state=DONE, job_state=state, stats=stats)
-        log.info("batch %s part %d: job %s SUCCEEDED, %d answers stored", group_id, n, job_name, len(results))
-        return {"state": DONE, "job": job_name, "answers": len(results)}
+        return _store_answers(record, n, part, meta, jobs, client, batch, pool, key_id, stats)
+    return _resubmit_or_end(record, n, part, meta, jobs, state, requeue)
+
+
+def _without_key(record: TierBatchRecord, n: int, part: dict[str, Any], jobs: dict[int, Job], poll: float,
+                 requeue: Requeue) -> dict[str, Any]:
+    """No key of the part's project on this worker: poll again (another worker may hold one), or end the part
+    after :data:`MAX_NO_KEY_STEPS` such steps."""
+    tries = int(part.get("no_key", 0)) + 1
+    if tries >= MAX_NO_KEY_STEPS:
+        return _close_part(record, n, part, jobs, f"Fatal: no worker holds a usable key of project "
+                           f"{part['project']!r} ({', '.join(part['keys'])}); a batch job must be made and read "
+                           "with a key of its own project", "no_usable_keys")
+    record.update_part(n, no_key=tries)
+    requeue(poll)
+
+
+def _cancel(record: TierBatchRecord, n: int, part: dict[str, Any], jobs: dict[int, Job],
+            client: Any) -> dict[str, Any]:
+    """The caller cancelled: cancel the remote job (best effort) and end every prompt still open."""
+    job_name = part.get("job")
+    if job_name:
+        try:
+            client.batches.cancel(name=job_name)
+        except Exception as exc:  # noqa: BLE001 - best effort: the job may have ended already
+            log.info("batch %s part %d: cancel of %s: %r", record.group_id, n, job_name, exc)
+    return _close_part(record, n, part, jobs, "Cancelled: the caller cancelled the batch", "cancelled",
+                       job_state="CANCELLED_BY_CALLER")
+
+
+def _store_answers(record: TierBatchRecord, n: int, part: dict[str, Any], meta: dict[str, Any],
+                   jobs: dict[int, Job], client: Any, batch: Any, pool: Any, key_id: str,
+                   stats: dict[str, Any]) -> dict[str, Any]:
+    """A SUCCEEDED job: every answer read and stored (its usage counted first), the JSONL input deleted."""
+    job_name = part.get("job")
+    results = read_results(client, batch, jobs, key_id,
+                           store_audio=lambda data: blobs.put(pool.client, pool.prefix, data, ttl=record.ttl))
+    if part.get("input_file"):  # the JSONL input counts against the project's Files storage until deleted
+        try:  # before the answers are stored: a caller that has them sees the input gone
+            client.files.delete(name=part["input_file"])
+        except Exception as exc:  # noqa: BLE001 - best effort: it expires on its own after 48 h
+            log.info("batch %s part %d: could not delete %s: %r", record.group_id, n, part["input_file"], exc)
+    for value in results.values():  # counted before the answers are visible, like a synchronous call's
+        if value.get("ok"):
+            record_usage(pool, model=meta["model"], tier="batch", usage=value.get("usage"))
+    record.put_results(results)
+    record.update_part(n, state=DONE, job_state="JOB_STATE_SUCCEEDED", stats=stats)
+    log.info("batch %s part %d: job %s SUCCEEDED, %d answers stored", record.group_id, n, job_name, len(results))
+    return {"state": DONE, "job": job_name, "answers": len(results)}
+
+
+def _resubmit_or_end(record: TierBatchRecord, n: int, part: dict[str, Any], meta: dict[str, Any],
+                     jobs: dict[int, Job], state: str, requeue: Requeue) -> dict[str, Any]:
+    """A job that ended without answers (FAILED, EXPIRED, CANCELLED): made again for the same prompts up to
+    ``max_resubmits`` times, then every prompt ends with an error naming the end state."""
+    job_name = part.get("job")
     attempts = int(part.get("attempts", 1))
     if attempts <= int(meta.get("max_resubmits", 2)):
-        log.warning("batch %s part %d: job %s ended %s; re-submitting (attempt %d)", group_id, n, job_name, state,
-                    attempts + 1)
+        log.warning("batch %s part %d: job %s ended %s; re-submitting (attempt %d)", record.group_id, n, job_name,
+                    state, attempts + 1)
         record.update_part(n, job=None, job_state=state, ended=(part.get("ended") or []) + [[job_name, state]])
         requeue(0)
     short = state.removeprefix("JOB_STATE_")

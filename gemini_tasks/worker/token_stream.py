@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
@@ -49,18 +50,23 @@ def _final(err: Any, sent: int) -> GeminiCallFailed:
     return GeminiCallFailed(dataclasses.replace(err, kind=PERSISTENT, message=f"{note}: {err.message}"))
 
 
-def execute_stream(job: Job, ctx: JobContext) -> dict[str, Any]:  # noqa: C901 - over the limit before it was set; split when next changed
-    """``execute_generate`` with a streaming call: every text piece goes to the request's token stream."""
-    pool = worker_pool(job.pool.pool)
-    writer = StreamWriter(pool.client, pool.prefix, ctx.task_id)
+def _start_writing(job: Job, ctx: JobContext, writer: StreamWriter) -> bool:
+    """Begin this request's token stream; False when a redelivered copy finds it already finished. A copy
+    that finds it begun by a worker that died mid-way ends it with an error: a stream never starts again."""
     last = writer.last_type()
-    if last in (END, ERROR):  # a redelivered copy of a finished stream
-        return {"ok": True, "replayed": True, "task_id": ctx.task_id}
-    if last is not None:  # a redelivered copy of a stream whose worker died mid-way: never start it again
+    if last in (END, ERROR):
+        return False
+    if last is not None:
         message = "Transient error (stream interrupted): the worker answering this stream stopped; ask again"
         writer.error(TRANSIENT, message)
         raise TaskFailed(message, {"kind": TRANSIENT, "metadata": job.metadata})
     writer.start(f"{socket.gethostname()}:{ctx.owner or ctx.task_id}")
+    return True
+
+
+def _streaming_call(job: Job, ctx: JobContext, writer: StreamWriter) -> Callable[[Any, Any, Any], dict[str, Any]]:
+    """The call :func:`execute_generate` makes with the leased key's client: a streaming call whose text pieces
+    go to ``writer`` as they come, stopped when the caller went away."""
 
     def respond(client: Any, contents: Any, call_cfg: Any) -> dict[str, Any]:
         sent, pieces, last_chunk, usage, cancelled = 0, [], None, None, False
@@ -94,8 +100,17 @@ def execute_stream(job: Job, ctx: JobContext) -> dict[str, Any]:  # noqa: C901 -
         return {"usage": usage_dict(usage) if usage is not None else None, "chunks": sent,
                 "chars": sum(len(p) for p in pieces), "cancelled": cancelled}
 
+    return respond
+
+
+def execute_stream(job: Job, ctx: JobContext) -> dict[str, Any]:
+    """``execute_generate`` with a streaming call: every text piece goes to the request's token stream."""
+    pool = worker_pool(job.pool.pool)
+    writer = StreamWriter(pool.client, pool.prefix, ctx.task_id)
+    if not _start_writing(job, ctx, writer):  # a redelivered copy of a finished stream
+        return {"ok": True, "replayed": True, "task_id": ctx.task_id}
     try:
-        result = execute_generate(job, ctx, respond=respond)
+        result = execute_generate(job, ctx, respond=_streaming_call(job, ctx, writer))
     except TaskFailed as exc:
         writer.error(exc.info.get("kind") or PERSISTENT, exc.message)
         raise
