@@ -309,7 +309,7 @@ def _sort_output(output: Path) -> None:
 @click.option("--batch-poll-interval", type=float, default=30.0, show_default=True,
               help="--tier batch: seconds between two polls of a Batch API job")
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | None, pool: str | None,  # noqa: C901 - over the limit before it was set; split when next changed
+def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | None, pool: str | None,
            max_workers: int, api_call_interval: float, worker_cooldown: float, tier: str,
            flex_fallback_after: float | None, batch_poll_interval: float, progress: bool) -> None:
     """Run every prompt of a JSONL file on the fleet and write results (JSONL, in input order).
@@ -341,13 +341,7 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
 
     tier_state = output.with_name(output.name + ".tierbatch.json")
     if tier_state.exists():  # a batch-tier submission of an earlier run: collect it, never send it again
-        saved = json.loads(tier_state.read_text())
-        console.print(f"collecting batch {saved['group']} of an earlier run")
-        summary = _collect_tier_batch(saved, output, {it.line: it for it in items}, done, model, progress)
-        tier_state.unlink()
-        done = jb.done_lines(output)
-        if summary.requests:
-            console.print(f"usage of that batch: {summary.line()}")
+        done = _collect_earlier_tier_batch(tier_state, output, items, done, model, progress)
     plan = jb.plan_run(items, done, state.read(), app.backend)
     console.print(f"{total} prompt(s): {len(done)} done, {len(plan.waiting)} still in flight from an earlier run, "
                   f"{len(plan.new) + len(plan.lost)} to submit")
@@ -364,24 +358,14 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
                                             api_call_interval=api_call_interval, max_workers=max_workers,
                                             service_tier=tier.lower(), flex_fallback_after=flex_fallback_after,
                                             batch_options={"poll_interval": batch_poll_interval})
-        jobs = []
-        for line, tid in send:  # every prompt validated before anything is enqueued
-            jobs.append((line, tid, generate_job(by_line[line].prompt, model=processor.model_name,
-                                                 manager=processor.key_manager, policy=processor.policy,
-                                                 where=f"{prompts}:{line}")))
+        # every prompt validated before anything is enqueued
+        jobs = [(line, tid, generate_job(by_line[line].prompt, model=processor.model_name,
+                                         manager=processor.key_manager, policy=processor.policy,
+                                         where=f"{prompts}:{line}")) for line, tid in send]
         if any(job.get("tier") == "batch" for _, _, job in jobs) and not plan.waiting:
-            # batch tier: one Gemini Batch API submission (client/batch_api.py), resumable by its group id
-            handle = processor.submit([by_line[line].prompt for line, _, _ in jobs])
-            saved = {"group": handle.group_id, "lines": [line for line, _, _ in jobs]}
-            tier_state.write_text(json.dumps(saved))
-            console.print(f"submitted as batch {handle.group_id}")
-            summary = _collect_tier_batch(saved, output, by_line, done, model, progress)
-            tier_state.unlink()
-            _sort_output(output)
+            _submit_tier_batch(processor, [line for line, _, _ in jobs], by_line, tier_state, output, done, model,
+                               progress)
             state.remove()
-            console.print(f"wrote {output} ({total} result(s))")
-            if summary.requests:
-                console.print(f"usage this run: {summary.line()}")
             return
     pending = dict(plan.waiting)
     task_group = dict(plan.task_group)
@@ -418,6 +402,37 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
     console.print(f"wrote {output} ({total} result(s), {writer.errors} error(s) in this run)")
     if writer.summary.requests:
         console.print(f"usage this run: {writer.summary.line()}")
+
+
+def _collect_earlier_tier_batch(tier_state: Path, output: Path, items: list[Any], done: set[int], model: str,
+                                progress: bool) -> set[int]:
+    """Collect the batch-tier submission an earlier run saved in ``tier_state`` (never send it again); returns
+    the lines answered now."""
+    from gemini_tasks.ops import jsonl_batch as jb
+
+    saved = json.loads(tier_state.read_text())
+    console.print(f"collecting batch {saved['group']} of an earlier run")
+    summary = _collect_tier_batch(saved, output, {it.line: it for it in items}, done, model, progress)
+    tier_state.unlink()
+    if summary.requests:
+        console.print(f"usage of that batch: {summary.line()}")
+    return jb.done_lines(output)
+
+
+def _submit_tier_batch(processor: Any, lines: list[int], by_line: dict[int, Any], tier_state: Path, output: Path,
+                       done: set[int], model: str, progress: bool) -> None:
+    """Batch tier: one Gemini Batch API submission (client/batch_api.py), its group id saved in ``tier_state``
+    so that an interrupted run collects it instead of sending it again; then wait and write the results."""
+    handle = processor.submit([by_line[line].prompt for line in lines])
+    saved = {"group": handle.group_id, "lines": lines}
+    tier_state.write_text(json.dumps(saved))
+    console.print(f"submitted as batch {handle.group_id}")
+    summary = _collect_tier_batch(saved, output, by_line, done, model, progress)
+    tier_state.unlink()
+    _sort_output(output)
+    console.print(f"wrote {output} ({len(by_line)} result(s))")
+    if summary.requests:
+        console.print(f"usage this run: {summary.line()}")
 
 
 def _collect_tier_batch(saved: dict[str, Any], output: Path, by_line: dict[int, Any], done: set[int], model: str,

@@ -164,6 +164,30 @@ def test_cli_submit_tier_batch(worker, emu_projects, fleet_env, pool_name, tmp_p
     assert emu.batches() and not [e for e in emu.log() if e.get("endpoint") == "generateContent"]
 
 
+def test_cli_submit_collects_the_batch_an_interrupted_run_submitted(make, emu_projects, fleet_env, pool_name,
+                                                                   tmp_path):
+    """A run interrupted after its Batch API submission left ``<output>.tierbatch.json``: the next run collects
+    that batch and sends nothing again."""
+    emu = emu_projects
+    prompts = [{"prompt": f"B8 resumed {i}"} for i in range(3)]
+    src, out = tmp_path / "p.jsonl", tmp_path / "r.jsonl"
+    src.write_text("".join(json.dumps(p) + "\n" for p in prompts))
+    handle = make().submit(prompts)  # what the interrupted run had sent
+    out.with_name(out.name + ".tierbatch.json").write_text(json.dumps({"group": handle.group_id, "lines": [1, 2, 3]}))
+    env = dict(os.environ, GEMINI_TASKS_POOL=pool_name)
+    r = subprocess.run([sys.executable, "-m", "gemini_tasks.ops.cli", "submit", str(src), "-o", str(out),
+                        "--paid", "all", "--no-progress", "--tier", "batch", "--batch-poll-interval", "0.1"],
+                       env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert f"collecting batch {handle.group_id} of an earlier run" in r.stdout + r.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["line"] for row in rows] == [1, 2, 3]
+    assert all(f"B8 resumed {i}" in row["response"] for i, row in enumerate(rows))
+    jobs = emu.batches()
+    assert len(jobs) == len({j["project"] for j in jobs}) == 2  # the earlier run's job per project, none sent again
+    assert not out.with_name(out.name + ".tierbatch.json").exists()
+
+
 def test_metrics_count_tokens_and_cost_by_tier(make, emu_projects, pool_name, fleet_env):
     from gemini_tasks.keys.redis_conn import get_redis
     from gemini_tasks.ops.metrics import make_registry
