@@ -16,6 +16,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import httpx2  # the SDK's HTTP client and models: loaded with google.genai in any case
+import pydantic
 from google.genai import errors as genai_errors
 
 from .errors import (
@@ -261,18 +263,13 @@ def _classify_api_error(exc: genai_errors.APIError, secrets: Iterable[str]) -> C
 
 def _transport_verdict(exc: BaseException) -> tuple[str, str] | None:
     """(kind, status) for a transport-level exception, or None if it is not one."""
-    try:
-        import httpx2
-    except ImportError:  # pragma: no cover - httpx2 is a required SDK dependency
-        httpx2 = None  # type: ignore[assignment]
-    if httpx2 is not None:
-        if isinstance(exc, httpx2.TimeoutException):
-            return TRANSIENT, STATUS_TIMEOUT
-        if isinstance(exc, httpx2.UnsupportedProtocol):
-            # A malformed endpoint (GOOGLE_GEMINI_BASE_URL) fails every time.
-            return PERSISTENT, STATUS_UNAVAILABLE
-        if isinstance(exc, (httpx2.TransportError, httpx2.DecodingError, httpx2.TooManyRedirects)):
-            return TRANSIENT, STATUS_UNAVAILABLE
+    if isinstance(exc, httpx2.TimeoutException):
+        return TRANSIENT, STATUS_TIMEOUT
+    if isinstance(exc, httpx2.UnsupportedProtocol):
+        # A malformed endpoint (GOOGLE_GEMINI_BASE_URL) fails every time.
+        return PERSISTENT, STATUS_UNAVAILABLE
+    if isinstance(exc, (httpx2.TransportError, httpx2.DecodingError, httpx2.TooManyRedirects)):
+        return TRANSIENT, STATUS_UNAVAILABLE
     module = type(exc).__module__ or ""
     if module.startswith(("httpx", "httpcore", "aiohttp", "h11", "ssl", "urllib3")):
         if "timeout" in type(exc).__name__.lower():
@@ -287,10 +284,6 @@ def _transport_verdict(exc: BaseException) -> tuple[str, str] | None:
 
 def _local_failure_is_persistent(exc: BaseException) -> bool:
     """Errors made on our side before or while building the request: retrying repeats them."""
-    try:
-        import pydantic
-    except ImportError:  # pragma: no cover - pydantic is an SDK dependency
-        pydantic = None  # type: ignore[assignment]
     if isinstance(exc, json.JSONDecodeError):
         return False
     if isinstance(exc, genai_errors.UnknownApiResponseError):
@@ -304,9 +297,8 @@ def _local_failure_is_persistent(exc: BaseException) -> bool:
         FileNotFoundError,
         IsADirectoryError,
         PermissionError,
+        pydantic.ValidationError,
     )
-    if pydantic is not None:
-        persistent = persistent + (pydantic.ValidationError,)
     return isinstance(exc, persistent)
 
 

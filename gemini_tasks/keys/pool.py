@@ -259,7 +259,7 @@ class KeyPool:
             mine = next((r[8] for r in rows if r[0] == key_id), "")
             raise self._conflict(key_id, _s(reply[3]), mine)
         flat = [_s(x) for x in reply[2:]]
-        diffs = [tuple(flat[i:i + 5]) for i in range(0, len(flat), 5)]
+        diffs = [(flat[i], flat[i + 1], flat[i + 2], flat[i + 3], flat[i + 4]) for i in range(0, len(flat), 5)]
         lines = [f"{what} {_FIELD_NAMES.get(f, f)}: pool has {_show(f, theirs)} (set by {who or 'unknown'}), "
                  f"this manager has {_show(f, mine)}" for what, f, theirs, mine, who in diffs]
         raise SettingsConflict(
@@ -267,7 +267,7 @@ class KeyPool:
             + "\n  ".join(lines)
             + "\nUse the pool as it is (build the manager with key names only), or make these settings the "
             "pool's with AdvancedApiKeyManager(..., replace_settings=True).",
-            diffs,  # type: ignore[arg-type]
+            diffs,
         )
 
     # -- configuration -----------------------------------------------------------------------------
