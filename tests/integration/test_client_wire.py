@@ -153,7 +153,8 @@ def test_a_single_request_and_a_stream_carry_a_deadline(sent, manager_factory):
     assert (single_task, stream_task) == ("gemini_tasks.generate_interactive", "gemini_tasks.generate_stream")
     assert before + 0.3 + 2.0 <= single["deadline"] <= after + 0.3 + 2.0  # the caller's timeout + the grace
     assert before + 5 + 2.0 <= streamed["deadline"] <= after + 5 + 2.0
-    policy = with_policy_id({**DEFAULT_POLICY, "worker_cooldown": 0, "api_call_interval": 0}, single)
+    # the streaming processor does not strip (the original's streaming mode returned response.text as is)
+    policy = with_policy_id({**DEFAULT_POLICY, "worker_cooldown": 0, "api_call_interval": 0, "strip": False}, single)
     same_text(single, envelope("generate", pool_of(manager), policy, {"request": {"prompt": "now"}},
                                metadata={"m": 1}, deadline=single["deadline"]))
     same_text(streamed, envelope("generate", pool_of(manager), policy, {"request": {"prompt": "flow"}},
