@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from gemini_tasks.client.result_waiter import (
     await_results,
@@ -23,6 +23,9 @@ from gemini_tasks.client.result_waiter import (
     run_in_background,
     waiter,
 )
+
+if TYPE_CHECKING:
+    from gemini_tasks.messages import SpeechSpec
 
 ResultTuple = tuple[dict[str, Any], Any, str | None]
 
@@ -59,7 +62,7 @@ class AsyncSingleMixin:
         Raises ``RuntimeError`` before ``start()``, ``TimeoutError`` after ``timeout`` seconds (the request is
         cancelled), ``ValueError`` for bad input. Cancelling the awaiting task cancels the request.
         """
-        from gemini_tasks.client.jobs import describe_job, generate_job, require_sync_tier
+        from gemini_tasks.client.jobs import build_generate_job, require_sync_tier
         from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE, raise_if_timed_out, to_result_tuple
 
         self_: Any = self
@@ -67,15 +70,16 @@ class AsyncSingleMixin:
             raise RuntimeError("Workers are not running. Call start() first.")
         timeout = _check_timeout(timeout)
         deadline = None if timeout is None else time.time() + timeout + STREAM_DEADLINE_GRACE
-        job = require_sync_tier(generate_job(prompt_data, model=self_.model_name, manager=self_.key_manager,
-                                             policy=self_.policy, deadline=deadline))
+        job = require_sync_tier(build_generate_job(prompt_data, model=self_.model_name, manager=self_.key_manager,
+                                                   policy=self_.policy, deadline=deadline))
+        wire, description = job.to_wire(), job.describe()
         expires = None if timeout is None else timeout + STREAM_DEADLINE_GRACE
         task_id = uuid.uuid4().hex
         task = self_._task()
 
         def publish() -> None:
-            task.apply_async(args=[job], task_id=task_id, queue=self_.queue, expires=expires,
-                             argsrepr=describe_job(job))
+            task.apply_async(args=[wire], task_id=task_id, queue=self_.queue, expires=expires,
+                             argsrepr=description)
 
         metadata = dict(prompt_data.get("metadata") or {})
         metadata.setdefault("task_id", task_id)
@@ -123,7 +127,7 @@ class AsyncBatchMixin:
         after ``timeout`` seconds (the batch keeps running: collect it later with ``collect(group_id)``).
         Cancelling the awaiting task revokes the batch's requests that have not started.
         """
-        from gemini_tasks.client.jobs import describe_job, generate_job, validate_batch
+        from gemini_tasks.client.jobs import build_generate_job, validate_batch
         from gemini_tasks.client.publish import publish_group
         from gemini_tasks.client.processors import to_result_tuple
 
@@ -132,9 +136,9 @@ class AsyncBatchMixin:
         prompts = validate_batch(prompts_data)
         if not prompts:
             return []
-        jobs = [generate_job(p, model=self_.model_name, manager=self_.key_manager, policy=self_.policy,
-                             where=f"prompts_data[{i}]") for i, p in enumerate(prompts)]  # raises before enqueueing
-        if any(job.get("tier") == "batch" for job in jobs):
+        jobs = [build_generate_job(p, model=self_.model_name, manager=self_.key_manager, policy=self_.policy,
+                                   where=f"prompts_data[{i}]") for i, p in enumerate(prompts)]  # raises first
+        if any(job.tier == "batch" for job in jobs):
             handle = await run_blocking(self_.submit, prompts)  # service_tier="batch": the Gemini Batch API
             try:
                 # a long wait (jobs take minutes to hours): a thread of its own, not the short-call pool
@@ -144,7 +148,8 @@ class AsyncBatchMixin:
                 raise
 
         def publish() -> tuple[str, list[str]]:
-            res = publish_group(self_._task(), jobs, [describe_job(job) for job in jobs], queue=self_.queue)
+            res = publish_group(self_._task(), [job.to_wire() for job in jobs], [job.describe() for job in jobs],
+                                queue=self_.queue)
             return res.id, [child.id for child in res.results]  # never registered with Celery's result consumer
 
         group_id, ids = await run_blocking(publish)
@@ -178,9 +183,10 @@ class AsyncBatchMixin:
 class AsyncTTSMixin:
     """``agenerate_speech`` and ``agenerate_multi_speaker_dialogue`` for ``GeminiTTSProcessor``."""
 
-    async def _arun(self, speech: dict[str, Any], output_file: str | None) -> bytes | None:
+    async def _arun(self, speech: SpeechSpec, output_file: str | None) -> bytes | None:
         from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE
         from gemini_tasks.client.sending import task_ref
+        from gemini_tasks.client.tts_processor import speech_argsrepr
 
         self_: Any = self
         if self_.policy.service_tier == "batch":  # the Batch API: submitted, then waited for off the loop
@@ -191,9 +197,8 @@ class AsyncTTSMixin:
 
         def publish() -> None:
             task_ref("speech", "interactive").apply_async(
-                args=[job], task_id=task_id, queue="interactive", expires=self_.timeout + STREAM_DEADLINE_GRACE,
-                argsrepr=f"speech voice={speech.get('voice') or speech.get('speakers')} "
-                         f"text={speech['prompt'][:80]!r}")
+                args=[job.to_wire()], task_id=task_id, queue="interactive",
+                expires=self_.timeout + STREAM_DEADLINE_GRACE, argsrepr=speech_argsrepr(speech))
 
         def abandon() -> None:
             self_.key_manager.pool.cancel(task_id)

@@ -24,7 +24,7 @@ from gemini_tasks.gemini.tiers import batch_enqueued_tokens
 from gemini_tasks.gemini.tokens import estimate_job_tokens
 from gemini_tasks.keys.redis_conn import get_redis
 from gemini_tasks.keys.tier_batches import GROUP_PREFIX, TierBatchRecord
-from gemini_tasks.messages import BATCH_TIER_STEP
+from gemini_tasks.messages import BATCH_TIER_STEP, Job
 from gemini_tasks.settings import get_settings
 
 #: defaults of ``batch_options``: poll every 30 s (jobs take minutes to hours), parts of at most 10,000
@@ -91,37 +91,36 @@ def _part(project: str, keys: list[str], indices: list[int], tokens: int) -> dic
     return {"project": project, "keys": keys, "indices": indices, "attempts": 0, "tokens": tokens}
 
 
-def submit(processor: Any, jobs: list[dict[str, Any]], options: dict[str, Any], *, model: str | None = None) -> str:
+def submit(processor: Any, jobs: list[Job], options: dict[str, Any], *, model: str | None = None) -> str:
     """Save and start a submission whose jobs include batch-tier ones; returns its group id (``tb-...``).
 
     ``processor`` gives the key manager (and, for other-tier jobs, the task and queue); ``model`` defaults
     to its ``model_name``. Speech jobs (``"kind": "speech"``, the TTS processor's) go through the same path."""
-    from gemini_tasks.client.jobs import describe_job
-
     manager = processor.key_manager
     group_id = f"{GROUP_PREFIX}{uuid.uuid4().hex}"
-    batch_idx = [i for i, j in enumerate(jobs) if j.get("tier") == "batch"]
-    sync_idx = [i for i, j in enumerate(jobs) if j.get("tier") != "batch"]
+    batch_idx = [i for i, j in enumerate(jobs) if j.tier == "batch"]
+    sync_idx = [i for i, j in enumerate(jobs) if j.tier != "batch"]
+    wire = [j.to_wire() for j in jobs]  # what is stored and sent
     projects: dict[str, list[str]] = {}
     for key_id in manager.key_ids:
         projects.setdefault(manager.projects.get(key_id) or key_id, []).append(key_id)
     model = model or processor.model_name
     budget = int(options.get("enqueued_tokens") or batch_enqueued_tokens(model))
     options = {**options, "enqueued_tokens": budget}
-    tokens = {i: estimate_job_tokens(jobs[i]) for i in batch_idx}
+    tokens = {i: estimate_job_tokens(wire[i]) for i in batch_idx}
     parts = plan_parts(batch_idx, projects, int(options["max_requests_per_job"]), tokens, budget)
     sync_group = None
     sync_ids: list[str] = []
     if sync_idx:
         from gemini_tasks.client.publish import publish_group
 
-        res = publish_group(processor._task(), [jobs[i] for i in sync_idx],
-                            [describe_job(jobs[i]) for i in sync_idx], queue=processor.queue)
+        res = publish_group(processor._task(), [wire[i] for i in sync_idx],
+                            [jobs[i].describe() for i in sync_idx], queue=processor.queue)
         sync_group, sync_ids = res.id, [r.id for r in res.results]
     meta = {"model": model, "pool": manager.spec(), "total": len(jobs),
-            "jobs": {str(i): jobs[i] for i in batch_idx}, "batch_indices": batch_idx, "sync_indices": sync_idx,
+            "jobs": {str(i): wire[i] for i in batch_idx}, "batch_indices": batch_idx, "sync_indices": sync_idx,
             "sync_group": sync_group, "sync_task_ids": sync_ids, "created": time.time(),
-            "metadata": [j.get("metadata") or {} for j in jobs], **options}
+            "metadata": [j.metadata for j in jobs], **options}
     record = _record(group_id)
     record.create(meta, parts)
     for n in range(len(parts)):

@@ -14,7 +14,7 @@ from gemini_tasks.gemini.errors import InvalidPromptError
 from gemini_tasks.gemini.tiers import check_tier
 from gemini_tasks.gemini.validation import to_wire, validate_prompt
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
-from gemini_tasks.messages.job import CallPolicy, Job, PoolSpec, describe  # CallPolicy: importable from here too
+from gemini_tasks.messages.job import CallPolicy, Job, PoolSpec  # CallPolicy: importable from here too
 
 
 def check_manager(key_manager: Any) -> AdvancedApiKeyManager:
@@ -30,8 +30,8 @@ def check_model(model_name: Any) -> str:
     return model_name.strip()
 
 
-def generate_job(prompt_data: Any, *, model: str, manager: AdvancedApiKeyManager, policy: CallPolicy,
-                 deadline: float | None = None, where: str = "prompt_data") -> dict[str, Any]:
+def build_generate_job(prompt_data: Any, *, model: str, manager: AdvancedApiKeyManager, policy: CallPolicy,
+                       deadline: float | None = None, where: str = "prompt_data") -> Job:
     """One validated generation job. Raises InvalidPromptError naming ``where`` and the field."""
     tier = prompt_tier(prompt_data, policy, where)
     if isinstance(prompt_data, dict) and "service_tier" in prompt_data:
@@ -48,12 +48,19 @@ def generate_job(prompt_data: Any, *, model: str, manager: AdvancedApiKeyManager
     if checks:
         request[CHECKS_KEY] = checks
     return Job(kind="generate", model=model, pool=PoolSpec.from_wire(manager.spec()), policy=policy,
-               request=request, metadata=copy.deepcopy(metadata), deadline=deadline, tier=tier).to_wire()
+               request=request, metadata=copy.deepcopy(metadata), deadline=deadline, tier=tier)
 
 
-def require_sync_tier(job: dict[str, Any]) -> dict[str, Any]:
+def generate_job(prompt_data: Any, *, model: str, manager: AdvancedApiKeyManager, policy: CallPolicy,
+                 deadline: float | None = None, where: str = "prompt_data") -> dict[str, Any]:
+    """:func:`build_generate_job` in wire form, for a caller that sends (or runs) the message itself."""
+    return build_generate_job(prompt_data, model=model, manager=manager, policy=policy, deadline=deadline,
+                              where=where).to_wire()
+
+
+def require_sync_tier(job: Job) -> Job:
     """A single (streaming) request cannot use the asynchronous Batch API: ValueError before enqueueing."""
-    if job.get("tier") == "batch":
+    if job.tier == "batch":
         raise ValueError("service_tier 'batch' is asynchronous (the Gemini Batch API): use it with "
                          "GeminiParallelProcessor; a single request takes 'standard', 'flex' or 'priority'")
     return job
@@ -64,11 +71,6 @@ def prompt_tier(prompt_data: Any, policy: CallPolicy, where: str = "prompt_data"
     if isinstance(prompt_data, dict) and prompt_data.get("service_tier") is not None:
         return check_tier(prompt_data["service_tier"], f"{where}: service_tier")
     return policy.service_tier
-
-
-def describe_job(job: dict[str, Any]) -> str:
-    """A short, secret-free, bytes-free description for Flower's task list (argsrepr)."""
-    return describe(job)
 
 
 def validate_batch(prompts_data: Iterable[Any]) -> list[Any]:

@@ -26,10 +26,9 @@ from gemini_tasks.client import quiet_exit
 from gemini_tasks.client.publish import publish_group
 from gemini_tasks.client.jobs import (
     CallPolicy,
+    build_generate_job,
     check_manager,
     check_model,
-    describe_job,
-    generate_job,
     require_sync_tier,
     validate_batch,
 )
@@ -198,13 +197,14 @@ class GeminiParallelProcessor(AsyncBatchMixin, _Processor):
     def submit(self, prompts_data: Iterable[dict[str, Any]]) -> BatchHandle:
         """Validate every prompt (raising before anything is enqueued), enqueue them, return a handle."""
         prompts = validate_batch(prompts_data)
-        jobs = [generate_job(p, model=self.model_name, manager=self.key_manager, policy=self.policy,
-                             where=f"prompts_data[{i}]") for i, p in enumerate(prompts)]
-        if any(job.get("tier") == "batch" for job in jobs):  # the Gemini Batch API (client/batch_api.py)
+        jobs = [build_generate_job(p, model=self.model_name, manager=self.key_manager, policy=self.policy,
+                                   where=f"prompts_data[{i}]") for i, p in enumerate(prompts)]
+        if any(job.tier == "batch" for job in jobs):  # the Gemini Batch API (client/batch_api.py)
             gid = batch_api.submit(self, jobs, self.batch_options)
             log.info("batch %s: %d prompt(s) submitted (batch tier)", gid, len(jobs))
             return BatchHandle(group_id=gid, size=len(jobs))
-        result = publish_group(self._task(), jobs, [describe_job(job) for job in jobs], queue=self.queue)
+        result = publish_group(self._task(), [job.to_wire() for job in jobs], [job.describe() for job in jobs],
+                               queue=self.queue)
         log.info("batch %s: %d prompt(s) submitted", result.id, len(jobs))
         return BatchHandle(group_id=result.id, size=len(jobs))
 
@@ -396,10 +396,11 @@ class GeminiStreamingProcessor(TokenStreamMixin, AsyncSingleMixin, _Processor):
         # the worker gives up a little after the caller; the caller's cancel flag (set when it times out)
         # is what stops a late admission, so the caller always sees TimeoutError rather than a race
         deadline = None if timeout is None else time.time() + float(timeout) + STREAM_DEADLINE_GRACE
-        job = require_sync_tier(generate_job(prompt_data, model=self.model_name, manager=self.key_manager,
-                                             policy=self.policy, deadline=deadline))
+        job = require_sync_tier(build_generate_job(prompt_data, model=self.model_name, manager=self.key_manager,
+                                                   policy=self.policy, deadline=deadline))
         expires = None if timeout is None else float(timeout) + STREAM_DEADLINE_GRACE
-        res = self._task().apply_async(args=[job], queue=self.queue, expires=expires, argsrepr=describe_job(job))
+        res = self._task().apply_async(args=[job.to_wire()], queue=self.queue, expires=expires,
+                                       argsrepr=job.describe())
         metadata = dict(prompt_data.get("metadata") or {})
         metadata.setdefault("task_id", res.id)
         with self._lock:

@@ -23,6 +23,7 @@ from typing import Any
 import redis.asyncio as aredis
 
 from gemini_tasks.keys.token_streams import CHUNK, END, ERROR, decode_entry, stream_key
+from gemini_tasks.messages import Job
 
 #: the longest a stream without a timeout may run (its worker-side deadline)
 UNBOUNDED_STREAM_SECONDS = 3600.0
@@ -42,7 +43,7 @@ class GeminiStreamError(RuntimeError):
 
 
 class _StreamBase:
-    def __init__(self, processor: Any, job: dict[str, Any], timeout: float | None) -> None:
+    def __init__(self, processor: Any, job: Job, timeout: float | None) -> None:
         self.processor = processor
         self.job = job
         self.task_id = uuid.uuid4().hex
@@ -68,13 +69,12 @@ class _StreamBase:
         return self.info.get("usage")
 
     def _publish(self) -> None:
-        from gemini_tasks.client.jobs import describe_job
         from gemini_tasks.client.sending import task_ref
 
         grace = _grace()
         task_ref("stream", "interactive").apply_async(
-            args=[self.job], task_id=self.task_id, queue="interactive", ignore_result=True,
-            expires=(self.timeout or UNBOUNDED_STREAM_SECONDS) + grace, argsrepr="stream " + describe_job(self.job))
+            args=[self.job.to_wire()], task_id=self.task_id, queue="interactive", ignore_result=True,
+            expires=(self.timeout or UNBOUNDED_STREAM_SECONDS) + grace, argsrepr="stream " + self.job.describe())
         self.published = True
         self.deadline = None if self.timeout is None else time.monotonic() + self.timeout
 
@@ -116,7 +116,7 @@ def _grace() -> float:
 class TextStream(_StreamBase):
     """The chunks of one streamed answer (an iterator of ``str``); also a context manager."""
 
-    def __init__(self, processor: Any, job: dict[str, Any], timeout: float | None) -> None:
+    def __init__(self, processor: Any, job: Job, timeout: float | None) -> None:
         super().__init__(processor, job, timeout)
         self._publish()
 
@@ -244,9 +244,9 @@ class AsyncTextStream(_StreamBase):
 class TokenStreamMixin:
     """``stream_single`` / ``astream_single`` for :class:`~gemini_tasks.client.processors.GeminiStreamingProcessor`."""
 
-    def _stream_job(self, prompt_data: dict[str, Any], timeout: float | None) -> tuple[dict[str, Any], float | None]:
+    def _stream_job(self, prompt_data: dict[str, Any], timeout: float | None) -> tuple[Job, float | None]:
         from gemini_tasks.client.aio import _check_timeout
-        from gemini_tasks.client.jobs import generate_job, require_sync_tier
+        from gemini_tasks.client.jobs import build_generate_job, require_sync_tier
 
         self_: Any = self
         if not self_._running:
@@ -254,8 +254,8 @@ class TokenStreamMixin:
         timeout = _check_timeout(timeout)
         # a stream always has a deadline: it is what makes the caller's cancel flag stop it
         deadline = time.time() + (timeout or UNBOUNDED_STREAM_SECONDS) + _grace()
-        job = require_sync_tier(generate_job(prompt_data, model=self_.model_name, manager=self_.key_manager,
-                                             policy=self_.policy, deadline=deadline))  # no Batch API tier here
+        job = require_sync_tier(build_generate_job(prompt_data, model=self_.model_name, manager=self_.key_manager,
+                                                   policy=self_.policy, deadline=deadline))  # no Batch API tier
         return job, timeout
 
     def stream_single(self, prompt_data: dict[str, Any], timeout: float | None = 300.0) -> TextStream:

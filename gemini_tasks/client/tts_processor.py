@@ -22,6 +22,7 @@ from gemini_tasks.messages import blobs
 from gemini_tasks.gemini import tts as tts_lib
 from gemini_tasks.gemini.tts import TTS_MODELS, TTS_VOICES  # noqa: F401 - re-exported
 from gemini_tasks.client.jobs import CallPolicy, check_manager, check_model
+from gemini_tasks.messages import Job, PoolSpec, SpeechSpec
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
 from gemini_tasks.client.processors import GeminiStreamingProcessor, to_result_tuple
 from gemini_tasks.client.aio import AsyncTTSMixin
@@ -36,6 +37,11 @@ def _pcm_of(data: bytes) -> bytes:
         with wave.open(io.BytesIO(data), "rb") as w:
             return w.readframes(w.getnframes())
     return data
+
+
+def speech_argsrepr(speech: SpeechSpec) -> str:
+    """A speech job's line in Flower's task list (argsrepr)."""
+    return f"speech voice={speech.voice or speech.speakers} text={speech.prompt[:80]!r}"
 
 
 class GeminiTTSProcessor(AsyncTTSMixin):
@@ -73,21 +79,20 @@ class GeminiTTSProcessor(AsyncTTSMixin):
         return tts_lib.list_voices(style)
 
     # -- jobs ---------------------------------------------------------------------------------------------
-    def _job(self, speech: dict[str, Any], metadata: Mapping[str, Any] | None, policy: CallPolicy,
-             deadline: float | None = None) -> dict[str, Any]:
-        return {"v": 1, "kind": "speech", "model": self.model, "pool": self.key_manager.spec(),
-                "policy": policy.to_job(), "speech": speech, "metadata": dict(metadata or {}), "deadline": deadline,
-                "tier": policy.service_tier}
+    def _job(self, speech: SpeechSpec, metadata: Mapping[str, Any] | None, policy: CallPolicy,
+             deadline: float | None = None) -> Job:
+        return Job(kind="speech", model=self.model, pool=PoolSpec.from_wire(self.key_manager.spec()), policy=policy,
+                   speech=speech, metadata=dict(metadata or {}), deadline=deadline, tier=policy.service_tier)
 
-    def _single_speech(self, text: Any, voice: str | None, style_prompt: str | None) -> dict[str, Any]:
+    def _single_speech(self, text: Any, voice: str | None, style_prompt: str | None) -> SpeechSpec:
         if not isinstance(text, str) or not text.strip():
             raise ValueError(f"text must be a non-empty string, got {text!r}")
         if style_prompt is not None and not isinstance(style_prompt, str):
             raise ValueError(f"style_prompt must be a string, got {style_prompt!r}")
-        return {"prompt": tts_lib.speech_prompt(text, style_prompt),
-                "voice": tts_lib.validate_voice(voice or self.default_voice)}
+        return SpeechSpec(prompt=tts_lib.speech_prompt(text, style_prompt),
+                          voice=tts_lib.validate_voice(voice or self.default_voice))
 
-    def _dialogue_speech(self, dialogue: Any, voices: Mapping[str, str], style_prompt: str | None) -> dict[str, Any]:
+    def _dialogue_speech(self, dialogue: Any, voices: Mapping[str, str], style_prompt: str | None) -> SpeechSpec:
         speakers = tts_lib.dialogue_speakers(dialogue)
         if len(speakers) != 2:
             raise ValueError(f"a multi-speaker dialogue needs exactly 2 speakers, got {len(speakers)}: {speakers}")
@@ -97,7 +102,7 @@ class GeminiTTSProcessor(AsyncTTSMixin):
         if missing:
             raise ValueError(f"no voice given for speaker(s) {missing}; voices has {sorted(voices)}")
         pairs = [[s, tts_lib.validate_voice(voices[s])] for s in speakers]  # order of first appearance
-        return {"prompt": tts_lib.dialogue_prompt(dialogue, style_prompt), "speakers": pairs}
+        return SpeechSpec(prompt=tts_lib.dialogue_prompt(dialogue, style_prompt), speakers=pairs)
 
     def _collect(self, value: Any, output_file: str | None) -> bytes | None:
         meta, result, error = to_result_tuple(value)
@@ -117,12 +122,12 @@ class GeminiTTSProcessor(AsyncTTSMixin):
         self.last_error = None
         return pcm
 
-    def _through_batch_api(self, jobs: list[dict[str, Any]], output_files: list[str | None]) -> list[tuple]:
+    def _through_batch_api(self, jobs: list[Job], output_files: list[str | None]) -> list[tuple]:
         """Speech jobs through the Gemini Batch API (one job per project of the pool, polled by the fleet);
         ``(metadata, pcm, error)`` in input order, the same PCM and WAV files as the synchronous path."""
         for job in jobs:
-            job["tier"] = "batch"
-            job["deadline"] = None
+            job.tier = "batch"
+            job.deadline = None
         group_id = batch_api.submit(self, jobs, self.batch_options, model=self.model)
         # ``timeout`` is for synchronous calls: a Batch API job may take up to 24 h, so this waits for it
         # (as process_prompts does at batch tier); interrupting the wait cancels the remote jobs
@@ -135,10 +140,10 @@ class GeminiTTSProcessor(AsyncTTSMixin):
         for job, value, path in zip(jobs, values, output_files):
             audio = self._collect(value, path)
             error = None if audio is not None else (self.last_error or "TTS generation failed")
-            out.append((dict(job.get("metadata") or {}), audio, error))
+            out.append((dict(job.metadata), audio, error))
         return out
 
-    def _run(self, speech: dict[str, Any], output_file: str | None) -> bytes | None:
+    def _run(self, speech: SpeechSpec, output_file: str | None) -> bytes | None:
         from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE
         import time
 
@@ -149,8 +154,8 @@ class GeminiTTSProcessor(AsyncTTSMixin):
         deadline = time.time() + self.timeout + STREAM_DEADLINE_GRACE
         job = self._job(speech, None, self.policy, deadline)
         res = task_ref("speech", "interactive").apply_async(
-            args=[job], queue="interactive", expires=self.timeout + STREAM_DEADLINE_GRACE,
-            argsrepr=f"speech voice={speech.get('voice') or speech.get('speakers')} text={speech['prompt'][:80]!r}")
+            args=[job.to_wire()], queue="interactive", expires=self.timeout + STREAM_DEADLINE_GRACE,
+            argsrepr=speech_argsrepr(speech))
         try:
             value = res.get(timeout=self.timeout, propagate=False, interval=0.05)
         except CeleryTimeoutError:
@@ -200,7 +205,8 @@ class GeminiTTSProcessor(AsyncTTSMixin):
             raise ValueError("texts must be a list of dicts with 'text' (and optional voice, style_prompt, ...)")
         policy = CallPolicy(worker_cooldown_seconds=0, api_call_interval=self.policy.api_call_interval,
                             max_workers=max_workers, max_wait_seconds=3600)
-        jobs = []
+        jobs: list[Job] = []
+        speeches: list[SpeechSpec] = []
         for i, item in enumerate(texts):
             if not isinstance(item, dict) or "text" not in item:
                 raise ValueError(f"texts[{i}] must be a dict with a 'text' key, got {item!r:.100}")
@@ -211,13 +217,14 @@ class GeminiTTSProcessor(AsyncTTSMixin):
                 speech = self._single_speech(item["text"], item.get("voice"), item.get("style_prompt"))
             except ValueError as exc:
                 raise ValueError(f"texts[{i}]: {exc}") from None
+            speeches.append(speech)
             jobs.append(self._job(speech, item.get("metadata"), policy))
 
         if self.policy.service_tier == "batch":
             return self._through_batch_api(jobs, [item.get("output_file") for item in texts])
         task = task_ref("speech", "batch")
-        res = group(task.s(j).set(queue="batch", argsrepr=f"speech voice={j['speech']['voice']} "
-                                  f"text={j['speech']['prompt'][:80]!r}") for j in jobs).apply_async()
+        res = group(task.s(job.to_wire()).set(queue="batch", argsrepr=speech_argsrepr(speech))
+                    for job, speech in zip(jobs, speeches)).apply_async()
         values: dict[str, Any] = {}
         res.join_native(propagate=False, callback=lambda tid, v: values.__setitem__(tid, v), interval=0.2)
         out = []

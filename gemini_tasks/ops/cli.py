@@ -336,7 +336,8 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
         return
     _check_redis(_redis_url_for_cli())
     from gemini_tasks.celery_app import app
-    from gemini_tasks.client.jobs import describe_job, generate_job
+    from gemini_tasks.client.jobs import build_generate_job
+    from gemini_tasks.messages import Job
     from gemini_tasks.client.processors import GeminiParallelProcessor
 
     tier_state = output.with_name(output.name + ".tierbatch.json")
@@ -359,10 +360,11 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
                                             service_tier=tier.lower(), flex_fallback_after=flex_fallback_after,
                                             batch_options={"poll_interval": batch_poll_interval})
         # every prompt validated before anything is enqueued
-        jobs = [(line, tid, generate_job(by_line[line].prompt, model=processor.model_name,
-                                         manager=processor.key_manager, policy=processor.policy,
-                                         where=f"{prompts}:{line}")) for line, tid in send]
-        if any(job.get("tier") == "batch" for _, _, job in jobs) and not plan.waiting:
+        jobs: list[tuple[int, str, Job]] = [
+            (line, tid, build_generate_job(by_line[line].prompt, model=processor.model_name,
+                                           manager=processor.key_manager, policy=processor.policy,
+                                           where=f"{prompts}:{line}")) for line, tid in send]
+        if any(job.tier == "batch" for _, _, job in jobs) and not plan.waiting:
             _submit_tier_batch(processor, [line for line, _, _ in jobs], by_line, tier_state, output, done, model,
                                progress)
             state.remove()
@@ -382,7 +384,7 @@ def submit(prompts: Path, output: Path, model: str, keys_spec: str, paid: str | 
 
             try:
                 task_group.update(jb.publish(jobs, task=processor._task(), queue=processor.queue, state=state,
-                                             describe=describe_job, app=app, on_chunk=on_chunk))
+                                             app=app, on_chunk=on_chunk))
             finally:
                 pending.update({tid: line for line, tid, _ in jobs[:sent[0]]})
             console.print(f"submitted {len(send)} prompt(s)")

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gemini_tasks.messages import Job
+
 log = logging.getLogger("gemini_tasks.ops.jsonl_batch")
 
 #: prompts published per chunk (one state-file line and one group record each)
@@ -209,8 +211,8 @@ def plan_run(items: list[FilePrompt], done: set[int], chunks: list[Chunk], backe
     return plan
 
 
-def publish(jobs: list[tuple[int, str, dict[str, Any]]], *, task: Any, queue: str, state: StateLog,
-            describe: Callable[[dict[str, Any]], str], app: Any,
+def publish(jobs: list[tuple[int, str, Job]], *, task: Any, queue: str, state: StateLog,
+            describe: Callable[[Job], str] = Job.describe, app: Any,
             on_chunk: Callable[[int], None] | None = None) -> dict[str, str]:
     """Publish ``(line, task id, job)`` in chunks, each recorded in ``state`` first; returns task id -> group id."""
     from celery.result import AsyncResult, GroupResult
@@ -221,7 +223,7 @@ def publish(jobs: list[tuple[int, str, dict[str, Any]]], *, task: Any, queue: st
         part = jobs[start:start + CHUNK]
         gid = str(uuid.uuid4())
         state.append(Chunk(gid, [(tid, line) for line, tid, _ in part]))
-        sigs = [task.s(job).set(queue=queue, task_id=tid, argsrepr=describe(job)) for _, tid, job in part]
+        sigs = [task.s(job.to_wire()).set(queue=queue, task_id=tid, argsrepr=describe(job)) for _, tid, job in part]
         with sigint_held():  # a chunk is published and proven (its group record) as one step
             with app.producer_or_acquire() as producer:
                 sent = [sig.apply_async(producer=producer, group_id=gid) for sig in sigs]
