@@ -15,6 +15,7 @@ from celery import Task
 
 from gemini_tasks.celery_app import app
 from gemini_tasks.worker import logs
+from gemini_tasks.worker import result_store  # noqa: F401 - a worker stores results in one round trip
 from gemini_tasks.messages import Job
 from gemini_tasks.worker.execution import JobContext, TaskFailed, execute_generate, execute_speech, read_job
 
