@@ -26,6 +26,10 @@ DEFAULT_POLICY = {"max_workers": 4, "worker_cooldown": 20.0, "api_call_interval"
 PROCESSOR_POLICY = {**DEFAULT_POLICY, "worker_cooldown": 20}
 
 
+#: Flower's line (``argsrepr``) of each message captured by ``sent``, in the same order
+ARGSREPR: list[str] = []
+
+
 @pytest.fixture
 def sent(celery_app):
     """(task name, job) of every message published during the test, in publishing order."""
@@ -33,12 +37,14 @@ def sent(celery_app):
 
     captured: list[tuple[str, dict]] = []
 
-    def on_publish(sender=None, body=None, **_kw):
+    def on_publish(sender=None, body=None, headers=None, **_kw):
         args = body[0]
         if args and isinstance(args[0], dict):
             captured.append((sender, json.loads(json.dumps(args[0]))))  # as the broker carries it
+            ARGSREPR.append(headers.get("argsrepr"))
 
     before_task_publish.connect(on_publish, weak=False)
+    ARGSREPR.clear()
     try:
         yield captured
     finally:
@@ -99,6 +105,9 @@ def test_a_batch_of_text_media_and_per_prompt_overrides(sent, manager_factory, t
     ]
     for actual, want in zip(jobs, expected):
         same_text(actual, want)
+    assert ARGSREPR[0] == "generate model=gemini-2.5-flash prompt='hello' metadata={}"
+    assert ARGSREPR[1].startswith("generate model=gemini-2.5-flash prompt='describe <audio> and <image>' media=[")
+    assert ARGSREPR[1].endswith(' metadata={"id": 7, "tags": ["a", "b"]}') and "PNG" not in ARGSREPR[1]
 
 
 def test_processor_settings_travel_in_every_job(sent, manager_factory):
@@ -153,6 +162,8 @@ def test_a_single_request_and_a_stream_carry_a_deadline(sent, manager_factory):
     assert (single_task, stream_task) == ("gemini_tasks.generate_interactive", "gemini_tasks.generate_stream")
     assert before + 0.3 + 2.0 <= single["deadline"] <= after + 0.3 + 2.0  # the caller's timeout + the grace
     assert before + 5 + 2.0 <= streamed["deadline"] <= after + 5 + 2.0
+    assert ARGSREPR == ["generate model=gemini-2.5-flash prompt='now' metadata={\"m\": 1}",
+                        "stream generate model=gemini-2.5-flash prompt='flow' metadata={}"]
     # the streaming processor does not strip (the original's streaming mode returned response.text as is)
     policy = with_policy_id({**DEFAULT_POLICY, "worker_cooldown": 0, "api_call_interval": 0, "strip": False}, single)
     same_text(single, envelope("generate", pool_of(manager), policy, {"request": {"prompt": "now"}},
@@ -173,6 +184,8 @@ def test_speech_jobs(sent, manager_factory):
     after = time.time()
     (one_task, one), (two_task, two) = sent
     assert one_task == two_task == "gemini_tasks.speech_interactive"
+    assert ARGSREPR[0].startswith("speech voice=Puck text=") and "Hi there" in ARGSREPR[0]
+    assert ARGSREPR[1].startswith("speech voice=[['Ann', 'Kore'], ['Bob', 'Puck']] text=")
     policy = with_policy_id({**DEFAULT_POLICY, "worker_cooldown": 0, "max_wait": 0.3}, one)
     model = tts.model
     for job in (one, two):
