@@ -103,9 +103,6 @@ class CallPolicy:
             "flex_fallback_after": self.flex_fallback_after, "shed_backoff": self.flex_retry_backoff,
         }
 
-    #: the name the job builders of other kinds (speech, images) use
-    to_job = to_wire
-
     @classmethod
     def from_wire(cls, data: Mapping[str, Any]) -> CallPolicy:
         """Inverse of :meth:`to_wire`; a missing field reads as its default (and ``processor_id`` as none)."""
