@@ -147,6 +147,16 @@ class Stack(StartStop):
         w.start(timeout=60)
         return w
 
+    def stop_workers(self, since: int = 0) -> None:
+        """Stop the workers started after the first ``since`` (as :meth:`stop` would) and forget them: a test's
+        workers end with the test, passed or failed, while the ones started before it keep running."""
+        started, self.workers = self.workers[since:], self.workers[:since]
+        for w in started:
+            with contextlib.suppress(Exception):
+                if self.kill_workers:
+                    w.kill()
+                w.stop(timeout=10)  # reaps it and removes its log
+
     def manager(self, keys: list[str] | None = None, **kw: Any) -> Any:
         """A key manager of this stack's keys (all paid, by default) in a fresh pool on its Redis."""
         from gemini_tasks.keys import AdvancedApiKeyManager

@@ -7,9 +7,12 @@ This module is imported by ``tests/chaos/conftest.py`` and the chaos tests (pyte
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,36 @@ def wait_for(predicate, timeout: float, interval: float = 0.2, what: str = "cond
         if time.monotonic() - t0 > timeout:
             raise AssertionError(f"{what} not reached within {timeout}s")
         time.sleep(interval)
+
+
+_TASK_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): \w+/MainProcess\] Task [\w.]+\[([0-9a-f-]+)\] "
+                        r"(received|succeeded in ([\d.]+)s)", re.MULTILINE)
+
+
+def task_events(log_text: str) -> dict[str, dict[str, float]]:
+    """A worker's INFO log as ``{task id: {"received": epoch, "succeeded": epoch, "runtime": seconds}}`` (the
+    worker's local-time stamps, millisecond resolution; the last line of each kind wins)."""
+    events: dict[str, dict[str, float]] = {}
+    for stamp, task_id, what, runtime in _TASK_LINE.findall(log_text):
+        at = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        entry = events.setdefault(task_id, {})
+        if what == "received":
+            entry["received"] = at
+        else:
+            entry["succeeded"], entry["runtime"] = at, float(runtime)
+    return events
+
+
+def held_since(client: redis.Redis) -> dict[str, float]:
+    """The messages held unacknowledged on the Redis broker: ``{task id: score in unacked_index}`` (the time of
+    delivery or of the holder's last refresh)."""
+    scores = {tag.decode(): score for tag, score in client.zrange("unacked_index", 0, -1, withscores=True)}
+    held = {}
+    for tag, raw in client.hgetall("unacked").items():
+        payload = json.loads(raw)[0]
+        if tag.decode() in scores:
+            held[payload["headers"]["id"]] = scores[tag.decode()]
+    return held
 
 
 def generate_calls(log: list[dict[str, Any]]) -> list[dict[str, Any]]:

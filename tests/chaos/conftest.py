@@ -20,6 +20,18 @@ def stack():
 
 
 @pytest.fixture(autouse=True)
+def _stop_the_workers_a_test_started(request):
+    """A test's workers end with the test, passed or failed: a worker left running by a failed test would
+    consume the next test's messages (the module's stack outlives its tests). Workers a module-scoped fixture
+    started before the test (a module's fleet) are left to the stack."""
+    stacks = [request.getfixturevalue(name) for name in ("stack", "rstack") if name in request.fixturenames]
+    before = [len(s.workers) for s in stacks]
+    yield
+    for s, n in zip(stacks, before):
+        s.stop_workers(since=n)  # gemini_tasks.testing.stack.Stack
+
+
+@pytest.fixture(autouse=True)
 def _collect_results_while_stack_lives():
     """Drop a test's AsyncResults while its Redis still runs: their finalizers talk to the result backend."""
     yield
