@@ -42,6 +42,9 @@ IN_RUN_WITH_KEY: list[tuple[str, tuple[str, ...]]] = [
 ]
 #: Stacks outside ``run_with_key``: the first category with a marker anywhere in the stack wins, in order.
 OUTSIDE: list[tuple[str, tuple[str, ...]]] = [
+    ("Gemini SDK call on the call loop (request build, aiohttp, response parse)",
+     ("serve (gemini_tasks/worker/async_calls.py",)),
+    ("waiting for the call loop's answer (task thread)", ("CallLoop.run (gemini_tasks/worker/async_calls.py",)),
     ("job decode / request build", ("read_job (gemini_tasks/worker/execution.py", "execute_generate (gemini_tasks/worker/execution.py")),
     ("Celery: result backend (result writes)", ("store_result", "mark_as_done", "mark_as_started",
                                                    "_store_result")),

@@ -63,6 +63,18 @@ def _port(name: str, default: int) -> int:
     return int(raw)
 
 
+def _switch(name: str) -> str:
+    """``off`` (unset or empty), ``auto`` or ``on`` from the usual spellings; anything else is refused."""
+    raw = (os.environ.get(name) or "").strip().lower()
+    if raw == "auto":
+        return "auto"
+    if raw in ("1", "on", "true", "yes"):
+        return "on"
+    if raw in ("", "0", "off", "false", "no"):
+        return "off"
+    raise ValueError(f"{name} must be auto, 1 or 0, got {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """A snapshot of the configuration contract (see DESIGN.md, "Configuration contract")."""
@@ -106,6 +118,10 @@ class Settings:
     #: Seconds a key lease lives unless its holder renews it (every quarter of it, while the call runs): a dead
     #: worker's keys and max_workers slots come back within this, whatever the call timeout.
     lease_ttl: float = 15.0
+    #: where a worker's Gemini calls wait on the network (``GEMINI_TASKS_ASYNC_CALLS``): ``off`` (the default: each
+    #: call blocks its own thread), ``auto`` (an event loop per process in a threads worker of more than one slot,
+    #: :mod:`gemini_tasks.worker.async_calls`) or ``on``
+    async_calls: str = "off"
     key_names: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -152,6 +168,7 @@ def load_settings() -> Settings:
         debug=(os.environ.get("GEMINI_TASKS_DEBUG") or "").strip().lower() not in ("", "0", "false", "no"),
         log_content=(os.environ.get("GEMINI_TASKS_LOG_CONTENT") or "").strip().lower() not in ("", "0", "false", "no"),
         lease_ttl=_float("GEMINI_TASKS_LEASE_TTL", 15.0),
+        async_calls=_switch("GEMINI_TASKS_ASYNC_CALLS"),
         key_names=tuple(key_env_names()),
     )
 

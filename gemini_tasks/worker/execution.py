@@ -22,7 +22,7 @@ from google.genai import types
 from redis.exceptions import NoScriptError
 
 from gemini_tasks.messages import DEADLINE_GRACE, Job, TaskFailed, blobs  # noqa: F401 - TaskFailed for callers
-from gemini_tasks.worker import settle
+from gemini_tasks.worker import async_calls, settle
 from gemini_tasks.gemini import content as media
 from gemini_tasks.gemini import media_files
 from gemini_tasks.gemini import tts as tts_lib
@@ -323,8 +323,11 @@ def run_with_key(job: Job, ctx: JobContext, call: Callable[[Any, Lease, KeyPool]
 
         started = time.perf_counter()
         try:
-            client = get_client(lease.key_id, secrets[lease.key_id], timeout_s=settings.request_timeout,
-                                api_version=settings.api_version)
+            client: Any = get_client(lease.key_id, secrets[lease.key_id], timeout_s=settings.request_timeout,
+                                     api_version=settings.api_version)
+            if async_calls.enabled():  # generate_content waits on this process's event loop, not in this thread
+                client = async_calls.on_loop(client, lease.key_id, secrets[lease.key_id],
+                                             timeout_s=settings.request_timeout, api_version=settings.api_version)
             with keeper.hold(pool, lease):
                 result = call(client, lease, pool)
         except Exception as exc:  # noqa: BLE001 - every failure is classified and reported
