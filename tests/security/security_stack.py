@@ -85,20 +85,29 @@ class Monitor:
     def __init__(self, url: str) -> None:
         self.client = redis.Redis.from_url(url)
         self.lines: list[str] = []
+        #: why recording ended early (None while it records): shown by the test when nothing was recorded
+        self.error: str | None = None
         self._stop = threading.Event()
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._run, name="redis-monitor", daemon=True)
 
     def _run(self) -> None:
-        with self.client.monitor() as m:
-            self._ready.set()
-            while not self._stop.is_set():
-                try:
-                    self.lines.append(m.next_command()["command"])
-                except redis.TimeoutError:
-                    continue  # an idle or loaded moment: keep listening
-                except (redis.ConnectionError, ValueError):
-                    return
+        try:
+            with self.client.monitor() as m:
+                self._ready.set()
+                while not self._stop.is_set():
+                    try:
+                        got = m.next_command()
+                    except redis.TimeoutError:
+                        continue  # an idle or loaded moment: keep listening
+                    except (ValueError, AttributeError, TypeError) as exc:  # one line redis-py cannot parse
+                        self.error = f"unparsed line: {type(exc).__name__}: {exc}"
+                        continue
+                    if got is not None:
+                        self.lines.append(got["command"])
+        except Exception as exc:  # noqa: BLE001 - the test reports it with what was recorded
+            if not self._stop.is_set():
+                self.error = f"{type(exc).__name__}: {exc}"
 
     def start(self) -> "Monitor":
         self.thread.start()

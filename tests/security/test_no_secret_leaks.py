@@ -119,7 +119,8 @@ def test_workload_leaves_no_secret_anywhere(leaky_stack, caplog):
     scan("results", repr((batch, streamed, spoken, status, summary)))
     # every command Redis executed: broker messages (publish, unacked, ack), results, events, key-manager calls
     monitor_text = "\n".join(s["monitor"].lines)
-    assert "gemini_tasks.generate_batch" in monitor_text and "EVALSHA" in monitor_text.upper()
+    assert "gemini_tasks.generate_batch" in monitor_text and "EVALSHA" in monitor_text.upper(), \
+        (s["monitor"].error, len(s["monitor"].lines), monitor_text[-2000:])
     scan("redis MONITOR", monitor_text)
     # every key left in Redis: names, DUMP and logical values
     import redis
