@@ -11,7 +11,15 @@ from google.genai import errors, types
 
 
 def test_stream_arrives_in_several_spaced_chunks(ctl, make_client):
-    ctl.configure(stream_chunks=5, stream_chunk_delay_seconds=0.2)
+    """The emulator sleeps ``delay`` before each chunk after the first and writes each one as it goes.
+
+    Arrival times are the client's (this process, which also runs the emulator's thread): under load the
+    client can take the first chunk late, so the measured first-to-last span may be shorter than the
+    emulator's 4 sleeps (0.66 s was measured for 4 x 0.2 s). What load cannot do is make a chunk arrive
+    before the emulator slept for it, nor make chunks that were written apart look written together by a
+    whole sleep: the bounds below are those two."""
+    delay = 0.3
+    ctl.configure(stream_chunks=5, stream_chunk_delay_seconds=delay)
     client = make_client()
     t0 = time.monotonic()
     arrivals, texts = [], []
@@ -20,7 +28,10 @@ def test_stream_arrives_in_several_spaced_chunks(ctl, make_client):
         texts.append(chunk.text or "")
     assert len(arrivals) == 5 and all(texts)
     assert "tell me a long story" in "".join(texts)
-    assert arrivals[0] < 0.5 and arrivals[-1] - arrivals[0] >= 0.75  # 4 gaps of 0.2 s
+    # chunk k cannot arrive before the emulator slept k times (t0 precedes the request)
+    assert all(at >= k * delay - 0.01 for k, at in enumerate(arrivals)), arrivals
+    # streamed, not buffered: the first chunk was in the client's hands at least one sleep before the last
+    assert arrivals[-1] - arrivals[0] >= delay, arrivals
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
