@@ -8,9 +8,12 @@ Bad input (an unknown voice, three speakers, empty text) raises ``ValueError`` b
 
 from __future__ import annotations
 
+import dataclasses
+
 import io
 import logging
 import os
+import uuid
 import wave
 from typing import Any, Iterable, Mapping
 
@@ -203,8 +206,10 @@ class GeminiTTSProcessor(AsyncTTSMixin):
         """Many texts at once (a Celery group); results ``(metadata, pcm, error)`` in input order."""
         if not isinstance(texts, list):
             raise ValueError("texts must be a list of dicts with 'text' (and optional voice, style_prompt, ...)")
-        policy = CallPolicy(worker_cooldown_seconds=0, api_call_interval=self.policy.api_call_interval,
-                            max_workers=max_workers, max_wait_seconds=3600)
+        # the processor's tier and Flex settings, with the batch's own worker slots (a processor id of its own,
+        # as before: its max_workers never shares slots with this processor's single calls) and a batch's wait
+        policy = dataclasses.replace(self.policy, max_workers=max_workers, max_wait_seconds=3600,
+                                     processor_id=uuid.uuid4().hex[:12])
         jobs: list[Job] = []
         speeches: list[SpeechSpec] = []
         for i, item in enumerate(texts):

@@ -155,3 +155,16 @@ def test_flex_shed_without_fallback_ends_with_a_clear_error_within_max_wait(batc
     assert text is None and error.startswith("Flex request shed") and "flex_fallback_after" in error
     calls = gen_calls(emu, "T7")
     assert calls and all(c["status"] == 503 and c["service_tier"] == "flex" for c in calls)
+
+
+def test_batch_generate_speech_keeps_the_processors_flex_tier_and_fallback(worker, emu, manager_factory):
+    """batch_generate_speech sends every text at the processor's tier with its Flex settings (it built a
+    policy of its own at standard tier, so a Flex TTS processor's batches were billed at the full price)."""
+    from gemini_tasks import GeminiTTSProcessor
+
+    tts = GeminiTTSProcessor(manager_factory(4, paid_keys="all"), model="flash", api_call_interval=0,
+                             service_tier="flex", flex_fallback_after=600.0)
+    out = tts.batch_generate_speech([{"text": "T7 one"}, {"text": "T7 two", "voice": "Puck"}], max_workers=2)
+    assert [err for _, _, err in out] == [None, None] and all(pcm for _, pcm, _ in out)
+    calls = gen_calls(emu, "T7")
+    assert len(calls) == 2 and {c["service_tier"] for c in calls} == {"flex"}, calls
