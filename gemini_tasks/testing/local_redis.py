@@ -68,6 +68,10 @@ class RedisServer:
                 "or set REDIS_URL to a running Redis"
             )
         self.binary = binary
+        #: a port of our own choosing may be taken by another process before the server binds it: start() then
+        #: picks another one; a port the caller named is an error if taken
+        self._chosen_port = port is None
+        self._started = False
         self.port = port or free_port()
         self.persistence = persistence
         self.password = password
@@ -99,18 +103,38 @@ class RedisServer:
         return args + self.extra_args
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
+        """Start the server and wait until it answers. The server that answers must be this process (INFO's
+        ``process_id``): a port free a moment ago can be taken by another test's server first (parallel test
+        processes pick ports at the same time), and that server answers PING while ours exits."""
+        deadline = time.monotonic() + timeout
+        for _ in range(5):
+            if self._start_once(deadline):
+                self._started = True
+                return self
+            if not self._chosen_port or self._started:  # a named port, or a restart: its clients know this port
+                raise RedisServerError(f"port {self.port} is taken by another process: {self.log_tail(3)}")
+            self.port = free_port()  # lost the race for a port of our own choosing: another one
+        self.stop()
+        raise RedisServerError(f"redis-server found every port it tried taken (last {self.port})")
+
+    def _start_once(self, deadline: float) -> bool:
+        """One start on ``self.port``: True once this process answers, False if the port was taken."""
+        with open(Path(self.data_dir) / "redis.log", "w"):
+            pass  # this start's lines only: "Address already in use" must be this start's
         self.proc = subprocess.Popen(
             self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         try:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
+                    if "Address already in use" in self.log_tail(5):
+                        return False
                     raise RedisServerError(f"redis-server exited with {self.proc.returncode}: {self.log_tail()}")
                 try:
-                    if client.ping():
-                        return self
+                    if int(client.info("server")["process_id"]) == self.proc.pid:
+                        return True
+                    # another server answers on our port: ours is about to exit with "Address already in use"
                 except redis.exceptions.BusyLoadingError:
                     pass
                 except redis.exceptions.ConnectionError:
@@ -119,7 +143,7 @@ class RedisServer:
         finally:
             client.close()
         self.stop()
-        raise RedisServerError(f"redis-server did not answer on port {self.port} within {timeout}s")
+        raise RedisServerError(f"redis-server did not answer on port {self.port} within the start timeout")
 
     def log_tail(self, lines: int = 20) -> str:
         try:
