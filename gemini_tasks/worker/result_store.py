@@ -12,25 +12,15 @@ retry policies around the write.
 
 from __future__ import annotations
 
+from importlib import resources
 from typing import Any
 
 from celery import signals, states
 from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
 
-#: KEYS[1] the result key; ARGV[1] the encoded meta; ARGV[2] seconds to live (0: none). Returns 0 when a SUCCESS
-#: was already stored (nothing written), 1 when written and published.
-STORE = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local ok, meta = pcall(cjson.decode, current)
-  if ok and type(meta) == 'table' and meta['status'] == 'SUCCESS' then return 0 end
-end
-local ttl = tonumber(ARGV[2]) or 0
-if ttl > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl) else redis.call('SET', KEYS[1], ARGV[1]) end
-redis.call('PUBLISH', KEYS[1], ARGV[1])
-return 1
-"""
+#: the check, the write and the publish as one script (keys, arguments, returns: the file's header)
+STORE = (resources.files("gemini_tasks.worker") / "lua" / "store_result.lua").read_text()
 
 _SCRIPT_ATTR = "_gemini_tasks_store_script"
 
