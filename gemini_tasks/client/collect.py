@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from celery import states
@@ -146,6 +146,37 @@ def wait_for_results(backend: Any, task_ids: Sequence[str], on_result: Callable[
                 on_interval()
     finally:
         c.close()
+
+
+def release_pending(results: Iterable[Any]) -> None:
+    """Stop waiting for results the caller gave up on (a timeout, a lost batch), now.
+
+    The result backend holds every awaited result until it is fulfilled; left there, each one is destroyed
+    during interpreter shutdown, where Celery's ``AsyncResult.__del__`` fails and prints an ``Exception
+    ignored ... sys.meta_path is None`` block per result (thousands of lines after a lost batch).
+    """
+    for result in results:
+        try:
+            result.backend.remove_pending_result(result)
+        except Exception:  # noqa: BLE001 - best effort; Redis may be gone (a lost batch)
+            pass
+
+
+def wait_all(app: Any, task_ids: Sequence[str], on_result: Callable[[str, Any], None], *,
+             timeout: float | None = None, on_interval: Callable[[], None] | None = None) -> None:
+    """Every result of ``task_ids`` to ``on_result`` as it arrives: :func:`wait_for_results` on a Redis result
+    backend, Celery's ``join_native`` on any other (its results released afterwards, whatever happened)."""
+    if supported(app.backend):
+        wait_for_results(app.backend, task_ids, on_result, timeout=timeout, on_interval=on_interval)
+        return
+    from celery.result import AsyncResult, ResultSet
+
+    results = ResultSet([AsyncResult(tid, app=app) for tid in task_ids], app=app)
+    try:
+        results.join_native(timeout=timeout, propagate=False, callback=on_result, interval=INTERVAL,
+                            on_interval=on_interval)
+    finally:
+        release_pending(results.results)
 
 
 def count_ready(backend: Any, task_ids: Sequence[str]) -> int:

@@ -93,7 +93,8 @@ class GeminiImageGenerator:
                    policy=self.policy, image=spec, deadline=time.time() + self.timeout + STREAM_DEADLINE_GRACE)
 
     def _run(self, spec: ImageSpec, output_file: str | None) -> types.Image | None:
-        from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE, release_pending, to_result_tuple
+        from gemini_tasks.client.collect import release_pending
+        from gemini_tasks.client.processors import STREAM_DEADLINE_GRACE, to_result_tuple
 
         pool = self.key_manager.pool
         job = self._job(spec)

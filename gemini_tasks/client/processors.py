@@ -35,6 +35,7 @@ from gemini_tasks.client.jobs import (
 from gemini_tasks.keys.manager import AdvancedApiKeyManager
 from gemini_tasks.gemini.pricing import UsageSummary, check_table
 from gemini_tasks.client import batch_api, collect
+from gemini_tasks.client.collect import release_pending
 from gemini_tasks.keys.tier_batches import is_tier_batch
 
 log = logging.getLogger("gemini_tasks")
@@ -84,20 +85,6 @@ def _lost_batch_check(group_id: str, received: Callable[[], int], total: int) ->
                             "the prompts that have no answer")
 
     return check
-
-
-def release_pending(results: Iterable[AsyncResult]) -> None:
-    """Stop waiting for results the caller gave up on (a timeout, a lost batch), now.
-
-    The result backend holds every awaited result until it is fulfilled; left there, each one is destroyed
-    during interpreter shutdown, where Celery's ``AsyncResult.__del__`` fails and prints an ``Exception
-    ignored ... sys.meta_path is None`` block per result (thousands of lines after a lost batch).
-    """
-    for result in results:
-        try:
-            result.backend.remove_pending_result(result)
-        except Exception:  # noqa: BLE001 - best effort; Redis may be gone (a lost batch)
-            pass
 
 
 def raise_if_timed_out(value: Any, timeout: float | None) -> None:
@@ -277,12 +264,8 @@ class GeminiParallelProcessor(AsyncBatchMixin, _Processor):
         try:
             group.wait(on_result, timeout=timeout, on_interval=_lost_batch_check(gid, lambda: len(values), total))
         except CeleryTimeoutError:
-            group.release()
             raise TimeoutError(f"batch {gid}: {len(values)} of {total} results after {timeout} seconds; "
                                f"collect the rest later with collect({gid!r})") from None
-        except BatchLost:
-            group.release()
-            raise
         finally:
             bar.close()
         log.info("batch %s: %s", gid, summary.line())
@@ -290,32 +273,22 @@ class GeminiParallelProcessor(AsyncBatchMixin, _Processor):
 
 
 class _WaitedGroup:
-    """A saved group's results, awaited: with :mod:`gemini_tasks.client.collect` on a Redis result backend (a few
-    round trips for the whole group), with Celery's ``join_native`` on any other."""
+    """A saved group's task ids, and waiting for their results (:func:`collect.wait_all`)."""
 
     def __init__(self, gid: str) -> None:
         self.gid = gid
-        self.native: GroupResult | None = None
-        ids = collect.group_task_ids(app.backend, gid) if collect.supported(app.backend) else None
-        if ids is None and not collect.supported(app.backend):
-            self.native = GroupResult.restore(gid, app=app)
-            ids = None if self.native is None else [r.id for r in self.native.results]
+        if collect.supported(app.backend):
+            ids = collect.group_task_ids(app.backend, gid)
+        else:
+            native = GroupResult.restore(gid, app=app)
+            ids = None if native is None else [r.id for r in native.results]
         if ids is None:
             raise LookupError(f"batch {gid} is unknown or its results expired (result_expires)")
         self.ids: list[str] = ids
 
     def wait(self, on_result: Callable[[str, Any], None], *, timeout: float | None,
              on_interval: Callable[[], None] | None) -> None:
-        if self.native is not None:
-            self.native.join_native(timeout=timeout, propagate=False, callback=on_result, interval=0.2,
-                                    on_interval=on_interval)
-        else:
-            collect.wait_for_results(app.backend, self.ids, on_result, timeout=timeout, on_interval=on_interval)
-
-    def release(self) -> None:
-        """Stop waiting (the collector's subscription is already closed; Celery's consumer is told now)."""
-        if self.native is not None:
-            release_pending(self.native.results)
+        collect.wait_all(app, self.ids, on_result, timeout=timeout, on_interval=on_interval)
 
 
 class _Progress:

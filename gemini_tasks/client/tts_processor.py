@@ -162,7 +162,7 @@ class GeminiTTSProcessor(AsyncTTSMixin):
         try:
             value = res.get(timeout=self.timeout, propagate=False, interval=0.05)
         except CeleryTimeoutError:
-            from gemini_tasks.client.processors import release_pending
+            from gemini_tasks.client.collect import release_pending
 
             self.key_manager.pool.cancel(res.id)
             res.revoke()

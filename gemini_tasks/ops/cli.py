@@ -463,17 +463,6 @@ def _collect_tier_batch(saved: dict[str, Any], output: Path, by_line: dict[int, 
     return writer.summary
 
 
-def _release(app: Any, results: list[Any]) -> None:
-    """Unsubscribe from results no longer awaited, now, so nothing runs in ``AsyncResult.__del__`` at exit
-    (where, with Redis gone or the interpreter shutting down, it prints a traceback per result)."""
-    for res in results:
-        try:
-            app.backend.remove_pending_result(res)
-        except Exception as exc:  # noqa: BLE001 - best effort: Redis may be unreachable
-            log.debug("could not unsubscribe from %s: %r", res.id, exc)
-        res.backend = None
-
-
 class _ResultWriter:
     """Appends one row per answer to the output file; each input line is written once."""
 
@@ -503,8 +492,6 @@ class _ResultWriter:
         self.done.add(line)
 
     def wait(self, pending: dict[str, int], task_group: dict[str, str], app: Any, show_progress: bool) -> None:
-        from celery.result import AsyncResult, ResultSet
-
         from gemini_tasks.client import collect
         from gemini_tasks.ops import jsonl_batch as jb
 
@@ -533,20 +520,11 @@ class _ResultWriter:
                 bar.advance(bar_id)
 
         lost_check = jb.lost_check(app.backend, task_group, pending)
-        if collect.supported(app.backend):  # a few round trips for all of them, not a few per prompt
-            try:
-                collect.wait_for_results(app.backend, list(pending), on_result, on_interval=lost_check)
-            finally:
-                if bar is not None:
-                    bar.stop()
-            return
-        results = ResultSet([AsyncResult(tid, app=app) for tid in pending], app=app)
         try:
-            results.join_native(propagate=False, callback=on_result, interval=0.2, on_interval=lost_check)
+            collect.wait_all(app, list(pending), on_result, on_interval=lost_check)
         finally:
             if bar is not None:
                 bar.stop()
-            _release(app, results.results)
 
     def close(self) -> None:
         self.out.close()

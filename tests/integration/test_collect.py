@@ -145,3 +145,23 @@ def test_count_ready_counts_final_states_only(celery_app):
     _store(celery_app, ids[701], None, states.RETRY)
     assert collect.count_ready(celery_app.backend, ids) == 701
     assert sum(AsyncResult(t, app=celery_app).ready() for t in ids) == 701
+
+
+@pytest.mark.parametrize("on_redis", [True, False], ids=["collector", "join_native"])
+def test_wait_all_hands_over_every_result_and_leaves_nothing_pending(celery_app, monkeypatch, on_redis):
+    """One waiting function for the processors and the CLI: the collector on a Redis result backend, Celery's
+    join_native on any other; either way every result once, a timeout as Celery's TimeoutError, and no result
+    left registered with the backend afterwards (AsyncResult.__del__ would print a traceback each at exit)."""
+    from gemini_tasks.client import collect
+
+    monkeypatch.setattr(collect, "supported", lambda backend: on_redis)
+    ids = [uuid() for _ in range(5)]
+    for tid in ids:
+        _store(celery_app, tid, {"ok": True, "n": tid})
+    got: dict[str, object] = {}
+    collect.wait_all(celery_app, ids, lambda tid, v: got.__setitem__(tid, v), timeout=30)
+    assert got == {tid: {"ok": True, "n": tid} for tid in ids}
+    missing = uuid()
+    with pytest.raises(CeleryTimeoutError):
+        collect.wait_all(celery_app, [ids[0], missing], lambda tid, v: None, timeout=0.5)
+    assert not any(tid in celery_app.backend._pending_results.concrete for tid in ids + [missing])
